@@ -1,0 +1,5 @@
+"""Idempotency-Key support for Django REST framework views."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,151 @@
+"""The ``IDEMPOTENCY`` settings dict, read live so ``override_settings`` works."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+
+SETTING_NAME = "IDEMPOTENCY"
+
+DEFAULTS: dict[str, Any] = {
+    # Request header that carries the key (IETF draft "The Idempotency-Key HTTP Header Field").
+    "HEADER": "Idempotency-Key",
+    # HTTP methods the mixin protects unless a view says otherwise.
+    "METHODS": ("POST", "PATCH"),
+    # Whether a protected request without a key is refused with 400.
+    "REQUIRED": True,
+    # How long a stored outcome is replayed; after that the key is treated as new.
+    "EXPIRY": timedelta(hours=24),
+    # How long a reservation holds the key before a retry may take it over (its holder died).
+    "LEASE": timedelta(seconds=60),
+    # Longest key accepted, in characters (the database column holds 255).
+    "MAX_KEY_LENGTH": 255,
+    # Response headers stored and replayed; Set-Cookie and Date are never replayed.
+    "REPLAYED_HEADERS": ("Content-Type", "Location", "ETag", "Link"),
+    # Dotted path to ``f(request) -> str``: whose keys these are (default: the user).
+    "SCOPE_FUNCTION": "idempotency.scopes.user_scope",
+    # Dotted path to ``f(request) -> str``: what makes two requests "the same" operation.
+    "FINGERPRINT_FUNCTION": "idempotency.fingerprints.request_fingerprint",
+    # Prefix of the RFC 9457 ``type`` URI of each problem the library answers.
+    "PROBLEM_TYPE_BASE": "urn:django-idempotency:problem:",
+}
+
+# Headers that must never be replayed to another attempt, whatever the settings say.
+NEVER_REPLAYED_HEADERS = frozenset({"set-cookie", "date"})
+
+ScopeFunction = Callable[["Request"], str]
+FingerprintFunction = Callable[["Request"], str]
+
+
+class IdempotencySettings:
+    """Typed access to ``settings.IDEMPOTENCY`` merged over :data:`DEFAULTS`.
+
+    Values are cached per attribute and the cache is dropped whenever the setting changes
+    (``override_settings``), so tests and reconfiguration always see the live value.
+    """
+
+    @property
+    def user_settings(self) -> Mapping[str, Any]:
+        value = getattr(settings, SETTING_NAME, {})
+        if not isinstance(value, Mapping):
+            raise ImproperlyConfigured(f"settings.{SETTING_NAME} must be a dict, not {value!r}.")
+        return value
+
+    def unknown_keys(self) -> list[str]:
+        return sorted(set(self.user_settings) - set(DEFAULTS))
+
+    def _get(self, name: str) -> Any:
+        unknown = self.unknown_keys()
+        if unknown:
+            raise ImproperlyConfigured(
+                f"Unknown key(s) in settings.{SETTING_NAME}: {', '.join(unknown)}. "
+                f"Valid keys: {', '.join(DEFAULTS)}."
+            )
+        return self.user_settings.get(name, DEFAULTS[name])
+
+    @cached_property
+    def HEADER(self) -> str:
+        return str(self._get("HEADER"))
+
+    @cached_property
+    def METHODS(self) -> frozenset[str]:
+        return frozenset(method.upper() for method in self._get("METHODS"))
+
+    @cached_property
+    def REQUIRED(self) -> bool:
+        return bool(self._get("REQUIRED"))
+
+    @cached_property
+    def EXPIRY(self) -> timedelta:
+        return as_timedelta("EXPIRY", self._get("EXPIRY"))
+
+    @cached_property
+    def LEASE(self) -> timedelta:
+        return as_timedelta("LEASE", self._get("LEASE"))
+
+    @cached_property
+    def MAX_KEY_LENGTH(self) -> int:
+        return int(self._get("MAX_KEY_LENGTH"))
+
+    @cached_property
+    def REPLAYED_HEADERS(self) -> tuple[str, ...]:
+        return tuple(self._get("REPLAYED_HEADERS"))
+
+    @cached_property
+    def SCOPE_FUNCTION(self) -> ScopeFunction:
+        return import_callable("SCOPE_FUNCTION", self._get("SCOPE_FUNCTION"))
+
+    @cached_property
+    def FINGERPRINT_FUNCTION(self) -> FingerprintFunction:
+        return import_callable("FINGERPRINT_FUNCTION", self._get("FINGERPRINT_FUNCTION"))
+
+    @cached_property
+    def PROBLEM_TYPE_BASE(self) -> str:
+        return str(self._get("PROBLEM_TYPE_BASE"))
+
+    def reload(self) -> None:
+        for name in DEFAULTS:
+            self.__dict__.pop(name, None)
+
+
+def as_timedelta(name: str, value: object) -> timedelta:
+    """Accept a ``timedelta`` or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    raise ImproperlyConfigured(
+        f"settings.{SETTING_NAME}[{name!r}] must be a timedelta or a number of seconds, "
+        f"not {value!r}."
+    )
+
+
+def import_callable(name: str, value: object) -> Any:
+    if callable(value):
+        return value
+    if isinstance(value, str):
+        return import_string(value)
+    raise ImproperlyConfigured(
+        f"settings.{SETTING_NAME}[{name!r}] must be a dotted path or a callable, not {value!r}."
+    )
+
+
+idempotency_settings = IdempotencySettings()
+
+
+def _reload_on_change(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTING_NAME:
+        idempotency_settings.reload()
+
+
+setting_changed.connect(_reload_on_change)

@@ -1,0 +1,117 @@
+"""Errors the library answers with, rendered as RFC 9457 problem details."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import timedelta
+from typing import Any
+
+from django.http import HttpResponse
+from django.utils.translation import gettext_lazy as _
+from rest_framework import status
+from rest_framework.exceptions import APIException
+
+from idempotency.conf import idempotency_settings
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+class ProblemDetailsError(APIException):
+    """An API error answered as ``application/problem+json``.
+
+    ``problem_type`` is appended to ``IDEMPOTENCY["PROBLEM_TYPE_BASE"]`` to form the stable
+    ``type`` URI; ``default_code`` stays DRF's machine-readable code. Subclass it for errors of
+    your own that should share the format.
+    """
+
+    problem_type: str = "error"
+    title: str = "Error"
+    headers: dict[str, str]
+
+    def __init__(self, detail: str | None = None, code: str | None = None) -> None:
+        super().__init__(detail, code)
+        self.headers = {}
+
+    def problem(self) -> dict[str, Any]:
+        return {
+            "type": f"{idempotency_settings.PROBLEM_TYPE_BASE}{self.problem_type}",
+            "title": str(self.title),
+            "status": self.status_code,
+            "detail": str(self.detail),
+            "code": self.default_code,
+        }
+
+
+def problem_response(error: ProblemDetailsError) -> HttpResponse:
+    """Render ``error`` as RFC 9457 JSON, whatever renderer the view negotiated."""
+    response = HttpResponse(
+        json.dumps(error.problem()),
+        status=error.status_code,
+        content_type=PROBLEM_CONTENT_TYPE,
+    )
+    for name, value in error.headers.items():
+        response[name] = value
+    return response
+
+
+class IdempotencyKeyMissing(ProblemDetailsError):
+    status_code = status.HTTP_400_BAD_REQUEST
+    problem_type = "key-missing"
+    title = _("Idempotency key missing")
+    default_detail = _("This operation requires an idempotency key header.")
+    default_code = "idempotency_key_missing"
+
+
+class IdempotencyKeyInvalid(ProblemDetailsError):
+    status_code = status.HTTP_400_BAD_REQUEST
+    problem_type = "key-invalid"
+    title = _("Idempotency key invalid")
+    default_detail = _("The idempotency key is not valid.")
+    default_code = "idempotency_key_invalid"
+
+
+class IdempotencyKeyInUse(ProblemDetailsError):
+    """Another request holds the key; the client should retry after ``Retry-After``."""
+
+    status_code = status.HTTP_409_CONFLICT
+    problem_type = "request-in-progress"
+    title = _("Request in progress")
+    default_detail = _(
+        "A request with this idempotency key is still being processed. "
+        "Retry after the time given in Retry-After."
+    )
+    default_code = "idempotency_request_in_progress"
+
+    def __init__(self, retry_after: timedelta, detail: str | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, math.ceil(retry_after.total_seconds()))
+        self.headers["Retry-After"] = str(self.retry_after)
+
+
+class IdempotencyLeaseLost(ProblemDetailsError):
+    """This attempt's lease ran out and another attempt took the key over."""
+
+    status_code = status.HTTP_409_CONFLICT
+    problem_type = "lease-lost"
+    title = _("Lease lost")
+    default_detail = _(
+        "This attempt took too long and another attempt with the same idempotency key took "
+        "over; nothing from this attempt was stored. Retry to receive the stored outcome."
+    )
+    default_code = "idempotency_lease_lost"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail)
+        self.headers["Retry-After"] = "1"
+
+
+class IdempotencyKeyReused(ProblemDetailsError):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    problem_type = "key-reused"
+    title = _("Idempotency key reused")
+    default_detail = _(
+        "This idempotency key was already used for a different request. "
+        "Use a new key for a new operation."
+    )
+    default_code = "idempotency_key_reused"

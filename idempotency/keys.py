@@ -1,0 +1,42 @@
+"""Reading the key out of the ``Idempotency-Key`` header."""
+
+from __future__ import annotations
+
+import re
+
+from django.utils.translation import gettext as _
+
+from idempotency.exceptions import IdempotencyKeyInvalid
+
+# Visible ASCII without the comma: a comma is how a repeated header arrives (RFC 9110 5.3).
+_KEY_CHARS = re.compile(r"[\x21-\x2b\x2d-\x7e]+")
+# An RFC 8941 sf-string: the IETF draft defines the header as a structured-field String.
+_SF_STRING = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"')
+_SF_ESCAPE = re.compile(r"\\([\"\\])")
+
+
+def parse_key(raw: str, max_length: int) -> str:
+    """Return the key in ``raw`` (a header value), or raise :class:`IdempotencyKeyInvalid`.
+
+    ``"abc"`` (the structured-field form) and ``abc`` name the same key.
+    """
+    value = raw.strip(" \t")
+    if value.startswith('"'):
+        match = _SF_STRING.fullmatch(value)
+        if match is None:
+            raise IdempotencyKeyInvalid(_("The idempotency key is a malformed quoted string."))
+        value = _SF_ESCAPE.sub(r"\1", match.group(1))
+    if not value:
+        raise IdempotencyKeyInvalid(_("The idempotency key is empty."))
+    if len(value) > max_length:
+        raise IdempotencyKeyInvalid(
+            _("The idempotency key is longer than %(max)d characters.") % {"max": max_length}
+        )
+    if _KEY_CHARS.fullmatch(value) is None:
+        raise IdempotencyKeyInvalid(
+            _(
+                "The idempotency key may hold only visible ASCII characters, without commas "
+                "(send the header once)."
+            )
+        )
+    return value

@@ -1,0 +1,270 @@
+"""``IdempotentMixin``: run an unsafe request once per key, replay its outcome to retries."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
+from rest_framework.exceptions import ParseError, UnsupportedMediaType, ValidationError
+from rest_framework.request import Request
+
+from idempotency.conf import NEVER_REPLAYED_HEADERS, idempotency_settings
+from idempotency.exceptions import (
+    IdempotencyKeyInUse,
+    IdempotencyKeyMissing,
+    IdempotencyKeyReused,
+    IdempotencyLeaseLost,
+    ProblemDetailsError,
+    problem_response,
+)
+from idempotency.keys import parse_key
+from idempotency.store import (
+    InProgress,
+    LeaseLostError,
+    Mismatch,
+    RecordStore,
+    Replay,
+    Reserved,
+    StoredResponse,
+)
+
+if TYPE_CHECKING:
+    from rest_framework.views import APIView
+
+    _Base = APIView
+else:
+    _Base = object
+
+logger = logging.getLogger("idempotency")
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+# Raised by the operation, these mean "the request was refused as sent": the key stays free so
+# the corrected request can use it, as Stripe does for requests that fail validation.
+RELEASING_EXCEPTIONS: tuple[type[Exception], ...] = (
+    ValidationError,
+    ParseError,
+    UnsupportedMediaType,
+)
+
+Handler = Callable[..., HttpResponseBase]
+
+
+class IdempotentMixin(_Base):
+    """Protect a DRF view's unsafe methods with an ``Idempotency-Key``.
+
+    Put it before the DRF base class: ``class PaymentViewSet(IdempotentMixin, ModelViewSet)``.
+    Each ``idempotency_*`` attribute left at ``None`` falls back to ``settings.IDEMPOTENCY``;
+    viewset actions may set them through ``@action(..., idempotency_required=False)``.
+    """
+
+    idempotency_methods: Collection[str] | None = None
+    idempotency_required: bool | None = None
+    idempotency_lease: timedelta | None = None
+    idempotency_expiry: timedelta | None = None
+    idempotency_replayed_headers: Collection[str] | None = None
+    # The store (and through it the clock); tests swap in ``RecordStore(clock=...)``.
+    idempotency_store: RecordStore | None = None
+
+    @classmethod
+    def as_view(cls, *args: Any, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
+        view = super().as_view(*args, **initkwargs)
+        # The mixin commits the reservation on its own, before the operation, so a request-wide
+        # transaction (ATOMIC_REQUESTS) must not wrap it; dispatch() restores that transaction
+        # for the requests the mixin does not protect.
+        return transaction.non_atomic_requests(using=cls._idempotency_database())(view)
+
+    @classmethod
+    def _idempotency_database(cls) -> str:
+        return (cls.idempotency_store or RecordStore()).using
+
+    # Hooks, one job each ------------------------------------------------------------------
+
+    def get_idempotency_methods(self) -> frozenset[str]:
+        if self.idempotency_methods is None:
+            return idempotency_settings.METHODS
+        return frozenset(method.upper() for method in self.idempotency_methods)
+
+    def get_idempotency_required(self) -> bool:
+        if self.idempotency_required is None:
+            return idempotency_settings.REQUIRED
+        return self.idempotency_required
+
+    def get_idempotency_lease(self) -> timedelta:
+        return self.idempotency_lease or idempotency_settings.LEASE
+
+    def get_idempotency_expiry(self) -> timedelta:
+        return self.idempotency_expiry or idempotency_settings.EXPIRY
+
+    def get_idempotency_replayed_headers(self) -> frozenset[str]:
+        names = self.idempotency_replayed_headers
+        if names is None:
+            names = idempotency_settings.REPLAYED_HEADERS
+        return frozenset(name.lower() for name in names) - NEVER_REPLAYED_HEADERS
+
+    def get_idempotency_store(self) -> RecordStore:
+        return self.idempotency_store or RecordStore()
+
+    def get_idempotency_key(self, request: Request) -> str | None:
+        """The key sent with ``request``, ``None`` if absent; raises if malformed."""
+        raw = request.headers.get(idempotency_settings.HEADER)
+        if raw is None:
+            return None
+        return parse_key(raw, idempotency_settings.MAX_KEY_LENGTH)
+
+    def get_idempotency_scope(self, request: Request) -> str:
+        return idempotency_settings.SCOPE_FUNCTION(request)
+
+    def get_idempotency_fingerprint(self, request: Request) -> str:
+        return idempotency_settings.FINGERPRINT_FUNCTION(request)
+
+    def should_store_idempotent_response(
+        self, response: HttpResponseBase, exception: Exception | None
+    ) -> bool:
+        """Whether this outcome is final (stored and replayed) or the key is released."""
+        if isinstance(exception, RELEASING_EXCEPTIONS):
+            return False
+        if getattr(response, "streaming", False):
+            logger.warning("idempotency: a streaming response cannot be stored; key released")
+            return False
+        return response.status_code < 500
+
+    # The request cycle --------------------------------------------------------------------
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        # Mirrors APIView.dispatch, with the handler run through the key when it is protected.
+        method = (request.method or "").upper()
+        if method not in self.get_idempotency_methods():
+            return self._dispatch_unprotected(request, *args, **kwargs)
+        self.args = args
+        self.kwargs = kwargs
+        drf_request = self.initialize_request(request, *args, **kwargs)
+        self.request = drf_request
+        self.headers = self.default_response_headers
+        try:
+            # Authentication, permissions and throttles first: a replay only ever goes to a
+            # caller who may make this request now.
+            self.initial(drf_request, *args, **kwargs)
+            response = self._run_idempotently(drf_request, self._handler(drf_request))
+        except Exception as exc:
+            response = self._final(drf_request, self.handle_exception(exc))
+        self.response = response
+        return response
+
+    def handle_exception(self, exc: Exception) -> HttpResponseBase:
+        if isinstance(exc, ProblemDetailsError):
+            return problem_response(exc)
+        return super().handle_exception(exc)
+
+    def _dispatch_unprotected(
+        self, request: HttpRequest, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
+        using = self._idempotency_database()
+        if transaction.get_connection(using).settings_dict.get("ATOMIC_REQUESTS"):
+            with transaction.atomic(using=using):
+                return super().dispatch(request, *args, **kwargs)
+        return super().dispatch(request, *args, **kwargs)
+
+    def _handler(self, request: Request) -> Handler:
+        method = (request.method or "").lower()
+        if method in self.http_method_names:
+            handler: Handler = getattr(self, method, self.http_method_not_allowed)
+            return handler
+        return self.http_method_not_allowed
+
+    def _run_idempotently(self, request: Request, handler: Handler) -> HttpResponseBase:
+        key = self.get_idempotency_key(request)
+        if key is None:
+            if self.get_idempotency_required():
+                raise IdempotencyKeyMissing()
+            return self._final(request, handler(request, *self.args, **self.kwargs))
+        # The fingerprint parses the body: malformed input fails here, before anything is stored.
+        fingerprint = self.get_idempotency_fingerprint(request)
+        store = self.get_idempotency_store()
+        decision = store.reserve(
+            scope=self.get_idempotency_scope(request),
+            key=key,
+            fingerprint=fingerprint,
+            method=request.method or "",
+            path=request.get_full_path(),
+            lease=self.get_idempotency_lease(),
+            expiry=self.get_idempotency_expiry(),
+        )
+        if isinstance(decision, Replay):
+            return self._final(request, replay_response(decision.response))
+        if isinstance(decision, InProgress):
+            raise IdempotencyKeyInUse(decision.retry_after)
+        if isinstance(decision, Mismatch):
+            raise IdempotencyKeyReused(
+                f"This idempotency key was already used for {decision.method} {decision.path} "
+                "with a different request body. Use a new key for a new operation."
+            )
+        return self._run_reserved(request, handler, store, decision)
+
+    def _run_reserved(
+        self, request: Request, handler: Handler, store: RecordStore, reservation: Reserved
+    ) -> HttpResponseBase:
+        try:
+            try:
+                # The operation's writes and the record's completion commit together, or not
+                # at all: a fenced-out attempt (LeaseLostError) leaves nothing behind.
+                with store.atomic():
+                    response = self._final(request, handler(request, *self.args, **self.kwargs))
+                    if self.should_store_idempotent_response(response, None):
+                        store.complete(reservation, self._snapshot(response))
+                        return response
+                    transaction.set_rollback(True, using=store.using)
+            except LeaseLostError:
+                raise
+            except Exception as exc:
+                # The operation raised: its writes are rolled back. An API error (404, 409, ...)
+                # is still its final outcome; validation errors and crashes free the key.
+                response = self._final(request, self.handle_exception(exc))
+                if self.should_store_idempotent_response(response, exc):
+                    with store.atomic():
+                        store.complete(reservation, self._snapshot(response))
+                    return response
+        except LeaseLostError:
+            logger.warning("idempotency: lease lost, outcome discarded")
+            raise IdempotencyLeaseLost() from None
+        except BaseException:
+            self._release(store, reservation)
+            raise
+        self._release(store, reservation)
+        return response
+
+    def _release(self, store: RecordStore, reservation: Reserved) -> None:
+        try:
+            store.release(reservation)
+        except Exception:
+            # The lease still frees the key when it runs out; the original error matters more.
+            logger.exception("idempotency: could not release a key; its lease will free it")
+
+    def _final(self, request: Request, response: HttpResponseBase) -> HttpResponseBase:
+        """Finalize and render, so the body can be stored before the response leaves."""
+        response = self.finalize_response(request, response, *self.args, **self.kwargs)
+        render = getattr(response, "render", None)
+        if render is not None:
+            render()
+        return response
+
+    def _snapshot(self, response: HttpResponseBase) -> StoredResponse:
+        replayed = self.get_idempotency_replayed_headers()
+        headers = [(name, value) for name, value in response.items() if name.lower() in replayed]
+        assert isinstance(response, HttpResponse)
+        return StoredResponse(response.status_code, headers, bytes(response.content))
+
+
+def replay_response(stored: StoredResponse) -> HttpResponse:
+    """Rebuild the stored outcome, marked with ``Idempotent-Replayed: true``."""
+    response = HttpResponse(stored.body, status=stored.status)
+    del response["Content-Type"]
+    for name, value in stored.headers:
+        response[name] = value
+    response[REPLAYED_HEADER] = "true"
+    return response

@@ -1,0 +1,207 @@
+"""The record store: reserve a key, then complete, release or replay it.
+
+Every decision about a key is taken on its row: the reservation is an INSERT under the
+unique constraint (never check-then-insert) and an existing row is read with
+``SELECT ... FOR UPDATE`` before anything is decided about it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from django.db import IntegrityError, router, transaction
+from django.utils import timezone
+
+from idempotency.models import IdempotencyRecord
+
+if TYPE_CHECKING:
+    from django.db.transaction import Atomic
+
+Clock = Callable[[], datetime]
+State = IdempotencyRecord.State
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """This attempt holds the key: run the operation, then complete or release."""
+
+    record_id: int
+    token: uuid.UUID
+    taken_over: bool = False
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The operation already completed: answer with its stored outcome."""
+
+    response: StoredResponse
+
+
+@dataclass(frozen=True)
+class InProgress:
+    """Another attempt holds the key for ``retry_after`` more."""
+
+    retry_after: timedelta
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The key was first used for another request."""
+
+    method: str
+    path: str
+
+
+Decision = Reserved | Replay | InProgress | Mismatch
+
+
+class LeaseLostError(Exception):
+    """The reservation's token is no longer current: another attempt took the key over."""
+
+
+class RecordStore:
+    """Database-backed key store. ``clock`` is injectable so tests can move time."""
+
+    # How often reserve() retries when the row it collided with vanished before it could be
+    # read (released or purged in between): one more INSERT then wins or finds the new row.
+    max_attempts = 3
+
+    def __init__(self, clock: Clock = timezone.now, using: str | None = None) -> None:
+        self.clock = clock
+        self.using = using or router.db_for_write(IdempotencyRecord)
+
+    def atomic(self) -> Atomic:
+        return transaction.atomic(using=self.using)
+
+    def reserve(
+        self,
+        *,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        method: str,
+        path: str,
+        lease: timedelta,
+        expiry: timedelta,
+    ) -> Decision:
+        for _attempt in range(self.max_attempts):
+            now = self.clock()
+            token = uuid.uuid4()
+            try:
+                # Outside a transaction this is one autocommitted INSERT; the reservation is
+                # visible to every other worker as soon as it returns.
+                with self.atomic():
+                    record = IdempotencyRecord.objects.using(self.using).create(
+                        scope=scope,
+                        key=key,
+                        fingerprint=fingerprint,
+                        method=method,
+                        path=path,
+                        state=State.IN_PROGRESS,
+                        lease_token=token,
+                        locked_until=now + lease,
+                        created_at=now,
+                        expires_at=now + expiry,
+                    )
+                return Reserved(record.pk, token)
+            except IntegrityError:
+                pass
+            with self.atomic():
+                existing = (
+                    IdempotencyRecord.objects.using(self.using)
+                    .select_for_update()
+                    .filter(scope=scope, key=key)
+                    .first()
+                )
+                if existing is None:
+                    continue
+                return self._decide(existing, now, token, fingerprint, method, path, lease, expiry)
+        raise RuntimeError(f"Could not reserve idempotency key {key!r} after retries.")
+
+    def _decide(
+        self,
+        record: IdempotencyRecord,
+        now: datetime,
+        token: uuid.UUID,
+        fingerprint: str,
+        method: str,
+        path: str,
+        lease: timedelta,
+        expiry: timedelta,
+    ) -> Decision:
+        if record.expires_at <= now:
+            # An expired key is a new key: the row is reused for the new operation.
+            record.fingerprint, record.method, record.path = fingerprint, method, path
+            record.state = State.IN_PROGRESS
+            record.response_status, record.response_headers, record.response_body = None, [], b""
+            record.created_at, record.completed_at = now, None
+            record.expires_at = now + expiry
+            return self._lease(record, now, token, lease, taken_over=False)
+        if record.fingerprint != fingerprint:
+            return Mismatch(record.method, record.path)
+        if record.state == State.COMPLETED:
+            return Replay(
+                StoredResponse(
+                    status=record.response_status or 200,
+                    headers=[(name, value) for name, value in record.response_headers],
+                    body=bytes(record.response_body),
+                )
+            )
+        assert record.locked_until is not None
+        if record.locked_until > now:
+            return InProgress(record.locked_until - now)
+        # The holder's lease ran out (it died or hangs): this attempt takes the key over. The
+        # new token fences the old holder out: its completion will match no row.
+        return self._lease(record, now, token, lease, taken_over=True)
+
+    def _lease(
+        self,
+        record: IdempotencyRecord,
+        now: datetime,
+        token: uuid.UUID,
+        lease: timedelta,
+        *,
+        taken_over: bool,
+    ) -> Reserved:
+        record.lease_token = token
+        record.locked_until = now + lease
+        record.save(using=self.using)
+        return Reserved(record.pk, token, taken_over=taken_over)
+
+    def complete(self, reservation: Reserved, response: StoredResponse) -> None:
+        """Store the outcome; raises :class:`LeaseLostError` if the lease was taken over.
+
+        Call it inside the transaction that holds the operation's writes, so that a fenced-out
+        attempt rolls them back together with its outcome.
+        """
+        updated = (
+            IdempotencyRecord.objects.using(self.using)
+            .filter(pk=reservation.record_id, lease_token=reservation.token)
+            .update(
+                state=State.COMPLETED,
+                response_status=response.status,
+                response_headers=[list(header) for header in response.headers],
+                response_body=response.body,
+                completed_at=self.clock(),
+                locked_until=None,
+            )
+        )
+        if updated != 1:
+            raise LeaseLostError(reservation)
+
+    def release(self, reservation: Reserved) -> None:
+        """Free the key for a retry (the operation failed and stored nothing)."""
+        IdempotencyRecord.objects.using(self.using).filter(
+            pk=reservation.record_id, lease_token=reservation.token
+        ).delete()

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from django.urls import path, re_path
+from rest_framework.routers import SimpleRouter
+
+from tests.testapp import views
+
+router = SimpleRouter()
+router.register("viewset-widgets", views.WidgetViewSet, basename="viewset-widget")
+
+urlpatterns = [
+    re_path(r"^widgets/?$", views.WidgetView.as_view(), name="widgets"),
+    path("widgets/<int:group>/", views.WidgetView.as_view(), name="widgets-in-group"),
+    path("other-widgets/", views.WidgetView.as_view(), name="other-widgets"),
+    path("optional-widgets/", views.OptionalKeyWidgetView.as_view(), name="optional-widgets"),
+    path("put-widgets/", views.PutProtectedView.as_view(), name="put-widgets"),
+    path("private-widgets/", views.AuthenticatedWidgetView.as_view(), name="private-widgets"),
+    path("throttled-widgets/", views.ThrottledWidgetView.as_view(), name="throttled-widgets"),
+    path("atomic-check/", views.AtomicCheckView.as_view(), name="atomic-check"),
+    *router.urls,
+]

@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from django.urls import include, path
+
+from config.urls import urlpatterns as demo_urlpatterns
+
+urlpatterns = [
+    path("test/", include("tests.testapp.urls")),
+    *demo_urlpatterns,
+]
