@@ -15,6 +15,23 @@ from django.utils.translation import gettext_lazy as _
 
 from idempotency.models import IdempotencyRecord
 
+_FIELDS = [
+    "scope",
+    "key",
+    "state",
+    "method",
+    "path",
+    "fingerprint",
+    "response_status",
+    "replayed_headers",
+    "stored_body",
+    "lease_token",
+    "locked_until",
+    "created_at",
+    "completed_at",
+    "expires_at",
+]
+
 if TYPE_CHECKING:
     _RecordAdminBase = admin.ModelAdmin[IdempotencyRecord]
 else:  # ModelAdmin is generic only in django-stubs
@@ -55,23 +72,8 @@ class IdempotencyRecordAdmin(_RecordAdminBase):
     search_fields = ["=key", "scope", "path"]
     date_hierarchy = "created_at"
     ordering = ["-created_at"]
-    fields = [
-        "scope",
-        "key",
-        "state",
-        "method",
-        "path",
-        "fingerprint",
-        "response_status",
-        "replayed_headers",
-        "stored_body",
-        "lease_token",
-        "locked_until",
-        "created_at",
-        "completed_at",
-        "expires_at",
-    ]
-    readonly_fields = fields
+    fields = _FIELDS
+    readonly_fields = _FIELDS
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -38,7 +39,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 
-def _message(level: type[CheckMessage], check_id: str, **context: Any) -> CheckMessage:
+def _message(level: Callable[..., CheckMessage], check_id: str, **context: Any) -> CheckMessage:
     msg, hint = MESSAGES[check_id]
     return level(msg.format(**context), hint=hint, id=check_id)
 

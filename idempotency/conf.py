@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -103,11 +103,12 @@ class IdempotencySettings:
 
     @cached_property
     def SCOPE_FUNCTION(self) -> ScopeFunction:
-        return import_callable("SCOPE_FUNCTION", self._get("SCOPE_FUNCTION"))
+        return cast(ScopeFunction, import_callable("SCOPE_FUNCTION", self._get("SCOPE_FUNCTION")))
 
     @cached_property
     def FINGERPRINT_FUNCTION(self) -> FingerprintFunction:
-        return import_callable("FINGERPRINT_FUNCTION", self._get("FINGERPRINT_FUNCTION"))
+        function = import_callable("FINGERPRINT_FUNCTION", self._get("FINGERPRINT_FUNCTION"))
+        return cast(FingerprintFunction, function)
 
     @cached_property
     def PROBLEM_TYPE_BASE(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.http import HttpResponse
 from django.utils.translation import gettext_lazy as _
@@ -13,6 +13,9 @@ from rest_framework import status
 from rest_framework.exceptions import APIException
 
 from idempotency.conf import idempotency_settings
+
+if TYPE_CHECKING:
+    from django.utils.functional import _StrOrPromise
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -26,7 +29,7 @@ class ProblemDetailsError(APIException):
     """
 
     problem_type: str = "error"
-    title: str = "Error"
+    title: _StrOrPromise = "Error"
     headers: dict[str, str]
 
     def __init__(self, detail: str | None = None, code: str | None = None) -> None:

@@ -67,7 +67,7 @@ def _canonical_number(value: float | Decimal) -> int | dict[str, str]:
     return as_int if value == as_int else {"number": str(value)}
 
 
-def _file_digest(upload: UploadedFile) -> str:
+def _file_digest(upload: UploadedFile[Any]) -> str:
     digest = hashlib.sha256()
     for chunk in upload.chunks():
         digest.update(chunk)

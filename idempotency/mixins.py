@@ -72,7 +72,9 @@ class IdempotentMixin(_Base):
     idempotency_store: RecordStore | None = None
 
     @classmethod
-    def as_view(cls, *args: Any, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
+    def as_view(  # type: ignore[override]  # viewsets take their actions positionally
+        cls, *args: Any, **initkwargs: Any
+    ) -> Callable[..., HttpResponseBase]:
         view = super().as_view(*args, **initkwargs)
         # The mixin commits the reservation on its own, before the operation, so a request-wide
         # transaction (ATOMIC_REQUESTS) must not wrap it; dispatch() restores that transaction
@@ -153,10 +155,12 @@ class IdempotentMixin(_Base):
             response = self._run_idempotently(drf_request, self._handler(drf_request))
         except Exception as exc:
             response = self._final(drf_request, self.handle_exception(exc))
-        self.response = response
+        self.response = response  # type: ignore[assignment]
         return response
 
-    def handle_exception(self, exc: Exception) -> HttpResponseBase:
+    # DRF types these as Response; at run time any HttpResponse passes (finalize_response asserts
+    # HttpResponseBase). Problems are plain HttpResponses so no negotiated renderer reformats them.
+    def handle_exception(self, exc: Exception) -> HttpResponseBase:  # type: ignore[override]
         if isinstance(exc, ProblemDetailsError):
             return problem_response(exc)
         return super().handle_exception(exc)
@@ -247,7 +251,12 @@ class IdempotentMixin(_Base):
 
     def _final(self, request: Request, response: HttpResponseBase) -> HttpResponseBase:
         """Finalize and render, so the body can be stored before the response leaves."""
-        response = self.finalize_response(request, response, *self.args, **self.kwargs)
+        response = self.finalize_response(
+            request,
+            response,  # type: ignore[arg-type]
+            *self.args,
+            **self.kwargs,
+        )
         render = getattr(response, "render", None)
         if render is not None:
             render()
