@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 
 from idempotency.models import IdempotencyRecord
 
-_FIELDS = [
+_FIELDS = (
     "scope",
     "key",
     "state",
@@ -30,7 +30,7 @@ _FIELDS = [
     "created_at",
     "completed_at",
     "expires_at",
-]
+)
 
 if TYPE_CHECKING:
     _RecordAdminBase = admin.ModelAdmin[IdempotencyRecord]
