@@ -17,5 +17,6 @@ urlpatterns = [
     path("private-widgets/", views.AuthenticatedWidgetView.as_view(), name="private-widgets"),
     path("throttled-widgets/", views.ThrottledWidgetView.as_view(), name="throttled-widgets"),
     path("atomic-check/", views.AtomicCheckView.as_view(), name="atomic-check"),
+    path("short-lease-widgets/", views.ShortLeaseWidgetView.as_view(), name="short-lease"),
     *router.urls,
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import F
@@ -128,3 +129,9 @@ class AtomicCheckView(IdempotentMixin, APIView):
 
     def get(self, request, *args, **kwargs):
         return Response({"in_atomic_block": transaction.get_connection().in_atomic_block})
+
+
+class ShortLeaseWidgetView(WidgetView):
+    """Holds its keys for 300 ms, so a slow operation outlives its lease."""
+
+    idempotency_lease = timedelta(milliseconds=300)
