@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.db import IntegrityError, router, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from idempotency.models import IdempotencyRecord
@@ -98,36 +99,62 @@ class RecordStore:
         for _attempt in range(self.max_attempts):
             now = self.clock()
             token = uuid.uuid4()
-            try:
-                # Outside a transaction this is one autocommitted INSERT; the reservation is
-                # visible to every other worker as soon as it returns.
-                with self.atomic():
-                    record = IdempotencyRecord.objects.using(self.using).create(
-                        scope=scope,
-                        key=key,
-                        fingerprint=fingerprint,
-                        method=method,
-                        path=path,
-                        state=State.IN_PROGRESS,
-                        lease_token=token,
-                        locked_until=now + lease,
-                        created_at=now,
-                        expires_at=now + expiry,
-                    )
-                return Reserved(record.pk, token)
-            except IntegrityError:
-                pass
+            record_id = self._insert(
+                scope, key, fingerprint, method, path, now, token, lease, expiry
+            )
+            if record_id is not None:
+                return Reserved(record_id, token)
+            # A completed record is final until it expires: replaying it needs no lock, and
+            # concurrent retries of a finished operation never queue behind each other.
+            existing = self._records().filter(scope=scope, key=key).first()
+            if existing and existing.state == State.COMPLETED and existing.expires_at > now:
+                return self._decide(existing, now, token, fingerprint, method, path, lease, expiry)
             with self.atomic():
-                existing = (
-                    IdempotencyRecord.objects.using(self.using)
-                    .select_for_update()
-                    .filter(scope=scope, key=key)
-                    .first()
-                )
+                existing = self._records().select_for_update().filter(scope=scope, key=key).first()
                 if existing is None:
-                    continue
+                    continue  # released or purged since the INSERT collided: try again
                 return self._decide(existing, now, token, fingerprint, method, path, lease, expiry)
         raise RuntimeError(f"Could not reserve idempotency key {key!r} after retries.")
+
+    def _records(self) -> QuerySet[IdempotencyRecord]:
+        return IdempotencyRecord.objects.using(self.using)
+
+    def _insert(
+        self,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        method: str,
+        path: str,
+        now: datetime,
+        token: uuid.UUID,
+        lease: timedelta,
+        expiry: timedelta,
+    ) -> int | None:
+        """INSERT the reservation and return its id; ``None`` if the key exists."""
+        record = IdempotencyRecord(
+            scope=scope,
+            key=key,
+            fingerprint=fingerprint,
+            method=method,
+            path=path,
+            state=State.IN_PROGRESS,
+            lease_token=token,
+            locked_until=now + lease,
+            created_at=now,
+            expires_at=now + expiry,
+        )
+        try:
+            if transaction.get_connection(self.using).in_atomic_block:
+                # Inside a caller's transaction a savepoint keeps a collision from breaking it.
+                with self.atomic():
+                    record.save(using=self.using, force_insert=True)
+            else:
+                # One autocommitted statement: visible to every other worker once it returns.
+                record.save(using=self.using, force_insert=True)
+        except IntegrityError:
+            return None
+        return record.pk
 
     def _decide(
         self,

@@ -1,0 +1,80 @@
+"""Queries the mixin adds, counted (the README quotes these numbers)."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+URL = "/test/widgets"
+
+
+def post(api, key="q"):
+    return api.post(URL, {"name": "a"}, format="json", headers={"Idempotency-Key": key})
+
+
+def captured(api, key="q"):
+    with CaptureQueriesContext(connection) as context:
+        response = post(api, key)
+    return response, [query["sql"] for query in context.captured_queries]
+
+
+def test_new_key_adds_two_statements_and_a_transaction(api):
+    response, queries = captured(api)
+    assert response.status_code == 201
+    assert queries[0].startswith('INSERT INTO "idempotency_idempotencyrecord"')  # reserve
+    assert queries[1].startswith("BEGIN")  # the operation's transaction
+    assert queries[2].startswith('INSERT INTO "testapp_widget"')  # the operation's one write
+    assert queries[3].startswith('UPDATE "idempotency_idempotencyrecord"')  # complete, fenced
+    assert queries[4] == "COMMIT"  # the write and the outcome together
+    assert len(queries) == 5
+
+
+def test_replay_issues_two_queries_and_runs_nothing(api):
+    post(api)
+    response, queries = captured(api)
+    assert response["Idempotent-Replayed"] == "true"
+    assert queries[0].startswith('INSERT INTO "idempotency_idempotencyrecord"')  # collides
+    assert queries[1].startswith('SELECT "idempotency_idempotencyrecord"')  # completed: final
+    assert len(queries) == 2
+
+
+def test_in_progress_key_is_decided_under_a_row_lock(api, clocked_store):
+    from tests.test_mixin_contract import hold_key
+
+    hold_key(api, clocked_store)
+    with CaptureQueriesContext(connection) as context:
+        response = api.post(
+            URL, {"name": "a"}, format="json", headers={"Idempotency-Key": "pay_8f7a9c2"}
+        )
+    queries = [query["sql"] for query in context.captured_queries]
+    assert response.status_code == 409
+    assert queries[0].startswith('INSERT INTO "idempotency_idempotencyrecord"')  # collides
+    assert queries[1].startswith('SELECT "idempotency_idempotencyrecord"')  # not final
+    assert queries[2].startswith("BEGIN")
+    assert queries[3].startswith('SELECT "idempotency_idempotencyrecord"')  # locked read
+    if connection.features.has_select_for_update:
+        assert queries[3].endswith("FOR UPDATE")
+    assert queries[4] == "COMMIT"
+    assert len(queries) == 5
+
+
+def test_failed_operation_is_rolled_back_and_its_key_released(api):
+    with CaptureQueriesContext(connection) as context:
+        response = api.post(
+            URL,
+            {"name": "a", "behaviour": "503"},
+            format="json",
+            headers={"Idempotency-Key": "q"},
+        )
+    queries = [query["sql"] for query in context.captured_queries]
+    assert response.status_code == 503
+    assert queries[0].startswith('INSERT INTO "idempotency_idempotencyrecord"')  # reserve
+    assert queries[1].startswith("BEGIN")
+    assert queries[2].startswith('INSERT INTO "testapp_widget"')  # rolled back
+    assert queries[3] == "ROLLBACK"
+    # Release: Django's QuerySet.delete() runs in a transaction of its own.
+    assert queries[5].startswith('DELETE FROM "idempotency_idempotencyrecord"')
+    assert len(queries) == 7
