@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+
+from idempotency.exceptions import IdempotencyKeyInvalid
+from idempotency.keys import parse_key
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ("abc", "abc"),
+        ("pay_8f7a9c2", "pay_8f7a9c2"),
+        ("  padded\t", "padded"),
+        ('"abc"', "abc"),
+        ('"a\\"b"', 'a"b'),
+        ('"a\\\\b"', "a\\b"),
+        ("!#$%&'()*+-./:;<=>?@[]^_`{|}~", "!#$%&'()*+-./:;<=>?@[]^_`{|}~"),
+        ("8e03978e-40d5-43e8-bc93-6894a57f9324", "8e03978e-40d5-43e8-bc93-6894a57f9324"),
+    ],
+)
+def test_valid_keys(raw, key):
+    assert parse_key(raw, 255) == key
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("", "empty"),
+        ('""', "empty"),
+        ("a" * 11, "longer than 10"),
+        ("a,b", "visible ASCII"),
+        ("a b", "visible ASCII"),
+        ("caf\u00e9", "visible ASCII"),
+        ("a\x00b", "visible ASCII"),
+        ("a\nb", "visible ASCII"),
+        ('"abc', "malformed"),
+        ('"a"b"', "malformed"),
+        ('"a\\b"', "malformed"),
+        ('"tab\there"', "malformed"),
+    ],
+)
+def test_invalid_keys(raw, reason):
+    with pytest.raises(IdempotencyKeyInvalid, match=reason):
+        parse_key(raw, 10)
+
+
+def test_quoted_key_with_a_space_is_a_valid_string_but_not_a_valid_key():
+    with pytest.raises(IdempotencyKeyInvalid, match="visible ASCII"):
+        parse_key('"a b"', 10)
+
+
+def test_length_is_counted_after_unquoting():
+    assert parse_key('"' + "a" * 10 + '"', 10) == "a" * 10
