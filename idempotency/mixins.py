@@ -23,6 +23,7 @@ from idempotency.exceptions import (
     problem_response,
 )
 from idempotency.keys import parse_key
+from idempotency.signals import KeyEvents
 from idempotency.store import (
     InProgress,
     LeaseLostError,
@@ -190,8 +191,9 @@ class IdempotentMixin(_Base):
         # The fingerprint parses the body: malformed input fails here, before anything is stored.
         fingerprint = self.get_idempotency_fingerprint(request)
         store = self.get_idempotency_store()
+        scope = self.get_idempotency_scope(request)
         decision = store.reserve(
-            scope=self.get_idempotency_scope(request),
+            scope=scope,
             key=key,
             fingerprint=fingerprint,
             method=request.method or "",
@@ -199,6 +201,8 @@ class IdempotentMixin(_Base):
             lease=self.get_idempotency_lease(),
             expiry=self.get_idempotency_expiry(),
         )
+        events = KeyEvents(type(self), scope, key, request._request, store.using)
+        events.decided(decision)
         if isinstance(decision, Replay):
             return self._final(request, replay_response(decision.response))
         if isinstance(decision, InProgress):
@@ -208,10 +212,15 @@ class IdempotentMixin(_Base):
                 f"This idempotency key was already used for {decision.method} {decision.path} "
                 "with a different request body. Use a new key for a new operation."
             )
-        return self._run_reserved(request, handler, store, decision)
+        return self._run_reserved(request, handler, store, decision, events)
 
     def _run_reserved(
-        self, request: Request, handler: Handler, store: RecordStore, reservation: Reserved
+        self,
+        request: Request,
+        handler: Handler,
+        store: RecordStore,
+        reservation: Reserved,
+        events: KeyEvents,
     ) -> HttpResponseBase:
         try:
             try:
@@ -221,6 +230,7 @@ class IdempotentMixin(_Base):
                     response = self._final(request, handler(request, *self.args, **self.kwargs))
                     if self.should_store_idempotent_response(response, None):
                         store.complete(reservation, self._snapshot(response))
+                        events.completed(response.status_code)
                         return response
                     transaction.set_rollback(True, using=store.using)
             except LeaseLostError:
@@ -232,19 +242,21 @@ class IdempotentMixin(_Base):
                 if self.should_store_idempotent_response(response, exc):
                     with store.atomic():
                         store.complete(reservation, self._snapshot(response))
+                        events.completed(response.status_code)
                     return response
         except LeaseLostError:
             logger.warning("idempotency: lease lost, outcome discarded")
             raise IdempotencyLeaseLost() from None
         except BaseException:
-            self._release(store, reservation)
+            self._release(store, reservation, events)
             raise
-        self._release(store, reservation)
+        self._release(store, reservation, events)
         return response
 
-    def _release(self, store: RecordStore, reservation: Reserved) -> None:
+    def _release(self, store: RecordStore, reservation: Reserved, events: KeyEvents) -> None:
         try:
             store.release(reservation)
+            events.released()
         except Exception:
             # The lease still frees the key when it runs out; the original error matters more.
             logger.exception("idempotency: could not release a key; its lease will free it")
