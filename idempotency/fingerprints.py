@@ -9,6 +9,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
+from django.http import HttpRequest
+from django.urls import ResolverMatch
 from django.utils.datastructures import MultiValueDict
 from rest_framework.request import Request
 
@@ -33,7 +35,7 @@ def route_identity(request: Request) -> list[Any]:
     match = request.resolver_match
     if match is None:
         return [request.path]
-    return [match.route or match.view_name, list(match.args), sorted(match.kwargs.items())]
+    return route_identity_of(match)
 
 
 def hash_document(document: object) -> str:
@@ -73,3 +75,38 @@ def _file_digest(upload: UploadedFile[Any]) -> str:
         digest.update(chunk)
     upload.seek(0)
     return digest.hexdigest()
+
+
+def http_request_fingerprint(request: HttpRequest) -> str:
+    """The same idea for a plain Django view, which has no parsed ``request.data``.
+
+    JSON bodies are compared after parsing and form bodies field by field (files by content);
+    any other body, or JSON that does not parse, by its bytes. A multipart body is parsed here,
+    as Django parses it on first use of ``request.POST``: the view reads it from
+    ``request.POST`` and ``request.FILES``, not from ``request.body``.
+    """
+    match = request.resolver_match
+    route = [request.path] if match is None else route_identity_of(match)
+    document = {
+        "method": request.method,
+        "route": route,
+        "query": sorted(request.GET.lists()),
+        "body": _http_body(request),
+    }
+    return hash_document(document)
+
+
+def route_identity_of(match: ResolverMatch) -> list[Any]:
+    return [match.route or match.view_name, list(match.args), sorted(match.kwargs.items())]
+
+
+def _http_body(request: HttpRequest) -> Any:
+    content_type = request.content_type or ""
+    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return {"form": canonical(request.POST), "files": canonical(request.FILES)}
+    if content_type == "application/json" or content_type.endswith("+json"):
+        try:
+            return {"json": canonical(json.loads(request.body))}
+        except ValueError:
+            pass
+    return {"sha256": hashlib.sha256(request.body).hexdigest()}

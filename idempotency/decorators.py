@@ -1,0 +1,239 @@
+"""``@idempotent``: the mixin's guarantees for plain Django function views.
+
+Put authentication decorators *outside* it (above it), so a replay only ever goes to a caller
+who may make the request now::
+
+    @login_required
+    @require_POST
+    @idempotent(required=False)
+    def checkout(request): ...
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import wraps
+from typing import Any, cast, overload
+
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
+
+from idempotency.conf import NEVER_REPLAYED_HEADERS, idempotency_settings
+from idempotency.exceptions import (
+    IdempotencyKeyInUse,
+    IdempotencyKeyMissing,
+    IdempotencyKeyReused,
+    IdempotencyLeaseLost,
+    ProblemDetailsError,
+    problem_response,
+)
+from idempotency.fingerprints import http_request_fingerprint
+from idempotency.keys import parse_key
+from idempotency.mixins import replay_response
+from idempotency.signals import KeyEvents
+from idempotency.store import (
+    InProgress,
+    LeaseLostError,
+    Mismatch,
+    RecordStore,
+    Replay,
+    Reserved,
+    StoredResponse,
+)
+
+logger = logging.getLogger("idempotency")
+
+ViewFunction = Callable[..., HttpResponseBase]
+RequestFunction = Callable[[HttpRequest], str]
+
+
+@dataclass
+class IdempotentViewOptions:
+    """One protected view's choices; ``None`` falls back to ``settings.IDEMPOTENCY``.
+
+    Reachable as ``view.idempotency`` on the decorated function, and on any decorator applied
+    around it (``functools.wraps`` copies the reference), so a test can swap ``store``.
+    """
+
+    view: ViewFunction
+    methods: Collection[str] | None
+    required: bool | None
+    lease: timedelta | None
+    expiry: timedelta | None
+    replayed_headers: Collection[str] | None
+    scope: RequestFunction | None
+    fingerprint: RequestFunction | None
+    store: RecordStore | None
+
+
+@overload
+def idempotent(view: ViewFunction, /) -> ViewFunction: ...
+
+
+@overload
+def idempotent(
+    *,
+    methods: Collection[str] | None = None,
+    required: bool | None = None,
+    lease: timedelta | None = None,
+    expiry: timedelta | None = None,
+    replayed_headers: Collection[str] | None = None,
+    scope: RequestFunction | None = None,
+    fingerprint: RequestFunction | None = None,
+    store: RecordStore | None = None,
+) -> Callable[[ViewFunction], ViewFunction]: ...
+
+
+def idempotent(
+    view: ViewFunction | None = None,
+    /,
+    *,
+    methods: Collection[str] | None = None,
+    required: bool | None = None,
+    lease: timedelta | None = None,
+    expiry: timedelta | None = None,
+    replayed_headers: Collection[str] | None = None,
+    scope: RequestFunction | None = None,
+    fingerprint: RequestFunction | None = None,
+    store: RecordStore | None = None,
+) -> ViewFunction | Callable[[ViewFunction], ViewFunction]:
+    """Protect a function view's unsafe methods with an ``Idempotency-Key``.
+
+    Use it bare (``@idempotent``) or with options (``@idempotent(required=False)``); each option
+    left at ``None`` follows ``settings.IDEMPOTENCY``. ``scope`` and ``fingerprint`` take the
+    ``HttpRequest``; the default fingerprint is
+    :func:`idempotency.fingerprints.http_request_fingerprint`. The store is read from the
+    returned function's ``idempotency.store`` on each request, so tests can swap it. Signals are
+    sent with the undecorated function (``view.idempotency.view``) as sender.
+    """
+
+    def decorate(function: ViewFunction) -> ViewFunction:
+        options = IdempotentViewOptions(
+            function, methods, required, lease, expiry, replayed_headers, scope, fingerprint, store
+        )
+
+        @wraps(function)
+        def protected(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            guard = _Guard(options, options.store or RecordStore())
+            return guard(request, *args, **kwargs)
+
+        protected.idempotency = options  # type: ignore[attr-defined]
+        # The reservation commits on its own before the view runs, so ATOMIC_REQUESTS must not
+        # wrap it; _Guard restores that transaction for requests it does not protect.
+        using = (store or RecordStore()).using
+        return transaction.non_atomic_requests(using=using)(protected)
+
+    return decorate if view is None else decorate(view)
+
+
+class _Guard:
+    """One request through a protected view."""
+
+    def __init__(self, options: IdempotentViewOptions, store: RecordStore) -> None:
+        self.view = options.view
+        self.options = options
+        self.store = store
+
+    def __call__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        methods = self.options.methods
+        protected = idempotency_settings.METHODS if methods is None else methods
+        if (request.method or "").upper() not in {method.upper() for method in protected}:
+            return self._unprotected(request, *args, **kwargs)
+        try:
+            return self._run(request, *args, **kwargs)
+        except ProblemDetailsError as error:
+            return problem_response(error)
+
+    def _unprotected(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if transaction.get_connection(self.store.using).settings_dict.get("ATOMIC_REQUESTS"):
+            with self.store.atomic():
+                return self.view(request, *args, **kwargs)
+        return self.view(request, *args, **kwargs)
+
+    def _run(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        raw = request.headers.get(idempotency_settings.HEADER)
+        if raw is None:
+            required = self.options.required
+            if idempotency_settings.REQUIRED if required is None else required:
+                raise IdempotencyKeyMissing()
+            return self._unprotected(request, *args, **kwargs)
+        key = parse_key(raw, idempotency_settings.MAX_KEY_LENGTH)
+        fingerprint = (self.options.fingerprint or http_request_fingerprint)(request)
+        # The default scope function reads only ``request.user``, which a HttpRequest has too.
+        scope_function = self.options.scope or cast(
+            RequestFunction, idempotency_settings.SCOPE_FUNCTION
+        )
+        scope = scope_function(request)
+        decision = self.store.reserve(
+            scope=scope,
+            key=key,
+            fingerprint=fingerprint,
+            method=request.method or "",
+            path=request.get_full_path(),
+            lease=self.options.lease or idempotency_settings.LEASE,
+            expiry=self.options.expiry or idempotency_settings.EXPIRY,
+        )
+        events = KeyEvents(self.view, scope, key, request, self.store.using)
+        events.decided(decision)
+        if isinstance(decision, Replay):
+            return replay_response(decision.response)
+        if isinstance(decision, InProgress):
+            raise IdempotencyKeyInUse(decision.retry_after)
+        if isinstance(decision, Mismatch):
+            raise IdempotencyKeyReused(
+                f"This idempotency key was already used for {decision.method} {decision.path} "
+                "with a different request body. Use a new key for a new operation."
+            )
+        return self._run_reserved(request, decision, events, args, kwargs)
+
+    def _run_reserved(
+        self,
+        request: HttpRequest,
+        reservation: Reserved,
+        events: KeyEvents,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> HttpResponseBase:
+        store = self.store
+        try:
+            # The view's writes and the record's completion commit together, or not at all.
+            with store.atomic():
+                response = self.view(request, *args, **kwargs)
+                render = getattr(response, "render", None)
+                if render is not None:
+                    render()  # a TemplateResponse: store what will be sent
+                if isinstance(response, HttpResponse) and response.status_code < 500:
+                    store.complete(reservation, self._snapshot(response))
+                    events.completed(response.status_code)
+                    return response
+                if getattr(response, "streaming", False):
+                    logger.warning("idempotency: a streaming response cannot be stored; released")
+                transaction.set_rollback(True, using=store.using)
+        except LeaseLostError:
+            logger.warning("idempotency: lease lost, outcome discarded")
+            raise IdempotencyLeaseLost() from None
+        except BaseException:
+            # Raised errors (Http404 included) propagate as usual; the key is free for a retry.
+            self._release(reservation, events)
+            raise
+        self._release(reservation, events)
+        return response
+
+    def _release(self, reservation: Reserved, events: KeyEvents) -> None:
+        try:
+            self.store.release(reservation)
+            events.released()
+        except Exception:
+            logger.exception("idempotency: could not release a key; its lease will free it")
+
+    def _snapshot(self, response: HttpResponse) -> StoredResponse:
+        names = self.options.replayed_headers
+        if names is None:
+            names = idempotency_settings.REPLAYED_HEADERS
+        replayed = {name.lower() for name in names} - NEVER_REPLAYED_HEADERS
+        headers = [(name, value) for name, value in response.items() if name.lower() in replayed]
+        return StoredResponse(response.status_code, headers, bytes(response.content))
