@@ -1,0 +1,156 @@
+"""Exactly-once work outside HTTP: webhook handlers and message consumers keyed by an event id.
+
+::
+
+    from idempotency.operations import run_once
+
+    def on_charge_succeeded(event):
+        return run_once(
+            lambda: mark_paid(event["charge_id"]),
+            scope="webhooks:gateway",
+            key=event["id"],
+            fingerprint=event,
+        )
+
+The first call runs the function and stores its JSON result with the key; every later call with
+the key answers that result without running anything. The function's database writes commit
+together with the stored result. While another worker holds the key, the call raises
+:class:`~idempotency.exceptions.IdempotencyKeyInUse` (redeliver later); the same key with
+another fingerprint raises :class:`~idempotency.exceptions.IdempotencyKeyReused`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+
+from idempotency.conf import idempotency_settings
+from idempotency.exceptions import IdempotencyKeyInUse, IdempotencyKeyReused, IdempotencyLeaseLost
+from idempotency.fingerprints import canonical, hash_document
+from idempotency.keys import parse_key
+from idempotency.signals import KeyEvents
+from idempotency.store import (
+    InProgress,
+    LeaseLostError,
+    Mismatch,
+    RecordStore,
+    Replay,
+    StoredResponse,
+)
+
+logger = logging.getLogger("idempotency")
+
+# What the record shows in the method column for operations that are not HTTP requests.
+OPERATION_METHOD = "EVENT"
+
+
+@dataclass
+class Run:
+    """One attempt at an operation: run it only if ``should_run``, and set ``result``."""
+
+    should_run: bool
+    result: Any = None
+
+    @property
+    def replayed(self) -> bool:
+        return not self.should_run
+
+
+@contextmanager
+def idempotent_operation(
+    *,
+    scope: str,
+    key: str,
+    fingerprint: object = None,
+    operation: str = "",
+    lease: timedelta | None = None,
+    expiry: timedelta | None = None,
+    store: RecordStore | None = None,
+) -> Iterator[Run]:
+    """Reserve ``key`` in ``scope``; the block does the work only when ``run.should_run``.
+
+    ::
+
+        with idempotent_operation(scope="webhooks:gateway", key=event_id) as run:
+            if run.should_run:
+                run.result = handle(payload)
+        return run.result  # the stored result, for the first delivery and every repeat
+
+    ``fingerprint`` is any JSON-like value naming the work (the payload, say): the same key
+    with another fingerprint is refused. ``operation`` is recorded as the record's path (default:
+    the scope). The block runs in a transaction on the store's database: it raises, its writes
+    roll back and the key is freed for the next delivery. After the block, ``run.result`` holds
+    the stored JSON form of the result, the same value every delivery sees.
+    """
+    store = store or RecordStore()
+    key = parse_key(key, idempotency_settings.MAX_KEY_LENGTH)
+    decision = store.reserve(
+        scope=scope,
+        key=key,
+        fingerprint=hash_document(canonical(fingerprint)),
+        method=OPERATION_METHOD,
+        path=operation or scope,
+        lease=lease or idempotency_settings.LEASE,
+        expiry=expiry or idempotency_settings.EXPIRY,
+    )
+    events = KeyEvents(idempotent_operation, scope, key, None, store.using)
+    events.decided(decision)
+    if isinstance(decision, Replay):
+        yield Run(should_run=False, result=json.loads(decision.response.body))
+        return
+    if isinstance(decision, InProgress):
+        raise IdempotencyKeyInUse(decision.retry_after)
+    if isinstance(decision, Mismatch):
+        raise IdempotencyKeyReused(
+            f"This key was already used for {decision.path} with another fingerprint."
+        )
+    run = Run(should_run=True)
+    try:
+        with store.atomic():
+            yield run
+            body = json.dumps(run.result, cls=DjangoJSONEncoder).encode()
+            store.complete(decision, StoredResponse(200, [], body))
+            events.completed(200)
+    except LeaseLostError:
+        raise IdempotencyLeaseLost() from None
+    except BaseException:
+        try:
+            store.release(decision)
+            events.released()
+        except Exception:
+            # The lease still frees the key when it runs out; the original error matters more.
+            logger.exception("idempotency: could not release a key; its lease will free it")
+        raise
+    run.result = json.loads(body)
+
+
+def run_once(
+    function: Callable[[], Any],
+    *,
+    scope: str,
+    key: str,
+    fingerprint: object = None,
+    lease: timedelta | None = None,
+    expiry: timedelta | None = None,
+    store: RecordStore | None = None,
+) -> Any:
+    """Run ``function`` once per ``key`` in ``scope``; return its (stored, JSON) result."""
+    with idempotent_operation(
+        scope=scope,
+        key=key,
+        fingerprint=fingerprint,
+        operation=getattr(function, "__qualname__", None) or type(function).__qualname__,
+        lease=lease,
+        expiry=expiry,
+        store=store,
+    ) as run:
+        if run.should_run:
+            run.result = function()
+    return run.result
