@@ -71,6 +71,11 @@ class IdempotentMixin(_Base):
     idempotency_replayed_headers: Collection[str] | None = None
     # The store (and through it the clock); tests swap in ``RecordStore(clock=...)``.
     idempotency_store: RecordStore | None = None
+    # Not settings: set on the instance during a protected request, before the operation runs,
+    # to the key it holds and the scope it was reserved in (None without a key). Derive the key
+    # for the next hop from them, e.g. an upstream payment API's own idempotency key.
+    idempotency_key: str | None = None
+    idempotency_scope: str | None = None
 
     @classmethod
     def as_view(  # type: ignore[override]  # viewsets take their actions positionally
@@ -192,6 +197,7 @@ class IdempotentMixin(_Base):
         fingerprint = self.get_idempotency_fingerprint(request)
         store = self.get_idempotency_store()
         scope = self.get_idempotency_scope(request)
+        self.idempotency_key, self.idempotency_scope = key, scope
         decision = store.reserve(
             scope=scope,
             key=key,
