@@ -6,9 +6,14 @@ Defaults are safe for production: DEBUG off, no SECRET_KEY unless DEBUG is on, l
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+# Generic Django classes (ModelAdmin[Payment], ...) as the type checker sees them.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -33,6 +38,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "idempotency",
+    "gateway",
     "payments",
     "orders",
 ]
@@ -68,16 +74,38 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Concurrent use of one SQLite file: take the write lock at BEGIN (no lock upgrades that
-    # deadlock), wait for it rather than fail, and let readers run beside the writer (WAL).
-    DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {
-            "transaction_mode": "IMMEDIATE",
-            "timeout": 20,
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        }
-    )
+
+
+def _configure_sqlite(database: dict[str, Any]) -> None:
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        # Concurrent use of one SQLite file: take the write lock at BEGIN (no lock upgrades that
+        # deadlock), wait for it rather than fail, and let readers run beside the writer (WAL).
+        database.setdefault("OPTIONS", {}).update(
+            {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            }
+        )
+
+
+def _gateway_database_url() -> str:
+    """A file beside the SQLite database (db.sqlite3 -> db.gateway.sqlite3), else the same URL."""
+    default = DATABASES["default"]
+    if default["ENGINE"] == "django.db.backends.sqlite3":
+        name = Path(default["NAME"])
+        return f"sqlite:///{name.with_name(f'{name.stem}.gateway{name.suffix}')}"
+    return str(env.str("DATABASE_URL"))
+
+
+# The simulated card gateway is another system: its ledger lives behind a database alias of its
+# own, so a charge it made survives a rollback of the payment that asked for it. On SQLite that is
+# a file of its own; on PostgreSQL, by default, a second connection to the same database (its own
+# transactions). gateway.routers sends the gateway's models there and nothing else.
+DATABASES["gateway"] = env.db("GATEWAY_DATABASE_URL", default=_gateway_database_url())
+for _alias in DATABASES:
+    _configure_sqlite(DATABASES[_alias])
+DATABASE_ROUTERS = ["gateway.routers.GatewayRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -108,6 +136,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
 }
+
+# Demo only: honour the X-Demo-Fault request header (crash-after-charge, crash-before-commit,
+# slow) to replay failures on demand. Never turn it on in production; bin/demo turns it on.
+DEMO_FAULTS = env.bool("DEMO_FAULTS", default=False)
 
 IDEMPOTENCY = {
     "REQUIRED": True,
