@@ -1,0 +1,65 @@
+"""The demo API's shared conventions: routes with or without a slash, strict JSON input, ids."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.auth.models import AnonymousUser
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+from rest_framework.exceptions import NotAuthenticated
+from rest_framework.request import Request
+from rest_framework.routers import SimpleRouter
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+
+class OptionalSlashRouter(SimpleRouter):
+    """``/payments`` and ``/payments/`` both resolve, with no redirect (a POST body survives)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trailing_slash = "/?"
+
+
+def caller(request: Request) -> User:
+    """The authenticated user behind ``request`` (the views require one)."""
+    user = request.user
+    if isinstance(user, AnonymousUser):
+        raise NotAuthenticated()
+    return user
+
+
+def new_public_id(prefix: str) -> str:
+    """An opaque, unguessable id such as ``pmt_3f9a...``: never the database's sequence."""
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer and nothing else: ``"100"``, ``100.0``, ``1.5`` and ``true`` are refused.
+
+    Amounts and quantities are exact: guessing what a string or a float meant is how a
+    retry with a "same-looking" body ends up meaning something else.
+    """
+
+    default_error_messages = {"invalid": _("A JSON integer is required.")}
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictSerializer(serializers.Serializer[Any]):
+    """Refuses fields it does not know, so a misspelt field is an error, not a silent default."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        if isinstance(data, Mapping):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: [_("Unknown field.")] for name in unknown})
+        return value

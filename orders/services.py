@@ -1,0 +1,48 @@
+"""Placing an order: reserve stock, record the order, confirm by email after the commit."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING
+
+from django.db import transaction
+from django.db.models import F
+
+from config.api import new_public_id
+from config.faults import DemoCrash, Fault
+from orders.emails import send_order_confirmation
+from orders.exceptions import OutOfStock
+from orders.models import Order, Product
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+
+def place_order(
+    *, user: User, product: Product, quantity: int, fault: Fault | None = None
+) -> Order:
+    with transaction.atomic():
+        # One conditional UPDATE: the database checks and takes the stock under the row's lock
+        # (PostgreSQL re-evaluates the WHERE after waiting for a concurrent writer), so orders
+        # racing for the last units can never take more than there is. No read-then-write.
+        reserved = Product.objects.filter(pk=product.pk, stock__gte=quantity).update(
+            stock=F("stock") - quantity
+        )
+        if not reserved:
+            available = Product.objects.values_list("stock", flat=True).get(pk=product.pk)
+            raise OutOfStock(product.sku, quantity, available)
+        order = Order.objects.create(
+            order_id=new_public_id("ord"),
+            user=user,
+            product=product,
+            quantity=quantity,
+            status=Order.Status.CONFIRMED,
+        )
+        # After the outermost commit (the idempotency mixin's, which also stores the response),
+        # never before: a rolled-back order sends nothing. robust: a mail server failing after
+        # the commit must not turn a committed order into a 500, which would free its key for
+        # a retry that orders again.
+        transaction.on_commit(partial(send_order_confirmation, order.pk), robust=True)
+        if fault is Fault.CRASH_BEFORE_COMMIT:
+            raise DemoCrash()
+    return order
