@@ -28,6 +28,9 @@ DEFAULTS: dict[str, Any] = {
     "EXPIRY": timedelta(hours=24),
     # How long a reservation holds the key before a retry may take it over (its holder died).
     "LEASE": timedelta(seconds=60),
+    # The longest a request may run (your server's timeout), if you declare it: checked against
+    # every lease (idempotency.W003), since a request that outlives its lease runs twice.
+    "REQUEST_TIMEOUT": None,
     # Longest key accepted, in characters (the database column holds 255).
     "MAX_KEY_LENGTH": 255,
     # Response headers stored and replayed; Set-Cookie and Date are never replayed.
@@ -92,6 +95,11 @@ class IdempotencySettings:
     @cached_property
     def LEASE(self) -> timedelta:
         return as_timedelta("LEASE", self._get("LEASE"))
+
+    @cached_property
+    def REQUEST_TIMEOUT(self) -> timedelta | None:
+        value = self._get("REQUEST_TIMEOUT")
+        return None if value is None else as_timedelta("REQUEST_TIMEOUT", value)
 
     @cached_property
     def MAX_KEY_LENGTH(self) -> int:
