@@ -1,0 +1,116 @@
+"""issue_token, load_demo_data, retry_story, and the commands bin/demo runs."""
+
+from __future__ import annotations
+
+import re
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command, get_commands
+from rest_framework.authtoken.models import Token
+
+from gateway.models import Charge
+from orders.models import Order, Product
+from payments.models import Customer, Payment
+from payments.story import STORY_CUSTOMER, STORY_SKU, Story, Tally
+from tests.demo.conftest import DATABASES
+from tests.demo.factories import UserFactory
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=DATABASES)
+
+BIN_DEMO = Path(__file__).resolve().parents[2] / "bin" / "demo"
+
+
+def run(*args):
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_issue_token_creates_the_user_and_prints_the_token_alone():
+    output = run("issue_token", "u1")
+
+    user = get_user_model().objects.get(username="u1")
+    assert output == f"{Token.objects.get(user=user).key}\n"
+    assert re.fullmatch(r"[0-9a-f]{40}\n", output)
+    assert user.email == "u1@example.com"
+    assert not user.has_usable_password()
+
+
+def test_issue_token_is_stable_and_keeps_an_existing_user():
+    existing = UserFactory(username="u2", email="two@example.com")
+
+    first, second = run("issue_token", "u2"), run("issue_token", "u2")
+
+    assert first == second == f"{existing.auth_token.key}\n"
+    existing.refresh_from_db()
+    assert existing.email == "two@example.com"
+
+
+def test_issue_token_takes_an_email_for_a_new_user():
+    run("issue_token", "carol", "--email", "carol@shop.test")
+
+    assert get_user_model().objects.get(username="carol").email == "carol@shop.test"
+
+
+def test_load_demo_data_is_idempotent_and_leaves_the_demos_state_alone():
+    assert run("load_demo_data") == "Demo data: 4 created, 0 already there.\n"
+    Product.objects.filter(sku="laptop-13").update(stock=1)  # someone ordered
+
+    assert run("load_demo_data") == "Demo data: 0 created, 4 already there.\n"
+
+    assert set(Customer.objects.values_list("customer_id", flat=True)) == {"cust_123", "cust_456"}
+    assert dict(Product.objects.values_list("sku", "stock")) == {"laptop-13": 1, "mouse-1": 100}
+
+
+def test_the_story_counts_what_each_way_produced():
+    scenarios = {scenario.title: scenario for scenario in Story().play()}
+
+    lost_payment = scenarios["payment: response lost, retried"]
+    assert lost_payment.without == Tally(2, 2, 0, 0, 0, ("(201, lost)", "201"))
+    assert lost_payment.with_key == Tally(1, 1, 0, 0, 0, ("(201, lost)", "201 replayed"))
+    crashed_payment = scenarios["payment: crash after the charge, retried"]
+    assert crashed_payment.without == Tally(2, 1, 0, 0, 0, ("500", "201"))
+    assert crashed_payment.with_key == Tally(1, 1, 0, 0, 0, ("500", "201"))
+    lost_order = scenarios["order: response lost, retried"]
+    assert lost_order.without == Tally(0, 0, 2, 2, 2, ("(201, lost)", "201"))
+    assert lost_order.with_key == Tally(0, 0, 1, 1, 1, ("(201, lost)", "201 replayed"))
+    crashed_order = scenarios["order: crash before the commit, retried"]
+    assert crashed_order.without == Tally(0, 0, 1, 1, 1, ("500", "201"))
+    assert crashed_order.with_key == Tally(0, 0, 1, 1, 1, ("500", "201"))
+    # The counts are the database's: 6 charges, 5 payments, 5 orders in all.
+    assert Charge.objects.filter(source=STORY_CUSTOMER).count() == 6
+    assert (Payment.objects.count(), Order.objects.count()) == (5, 5)
+    assert Product.objects.get(sku=STORY_SKU).stock == 95
+
+
+def test_the_story_command_prints_the_table_and_can_run_again(settings):
+    settings.DEMO_FAULTS = False  # the story turns faults on for its own requests only
+
+    first = run("retry_story")
+    second = run("retry_story")
+
+    for output in (first, second):
+        rows = {
+            line.split("|")[0].strip(): [cell.split() for cell in line.split("|")[1:]]
+            for line in output.splitlines()
+            if line.count("|") == 2
+        }
+        assert rows["payment: response lost, retried"] == [
+            ["2", "2", "0", "0", "0"],
+            ["1", "1", "0", "0", "0"],
+        ]
+        assert rows["order: response lost, retried"] == [
+            ["0", "0", "2", "-2", "2"],
+            ["0", "0", "1", "-1", "1"],
+        ]
+        assert "with: (201, lost), 201 replayed" in output
+
+
+def test_bin_demo_runs_only_commands_that_exist():
+    commands = re.findall(r"manage\.py (\w+)", BIN_DEMO.read_text())
+
+    assert {"migrate", "load_demo_data", "issue_token", "runserver"} <= set(commands)
+    assert set(commands) <= set(get_commands())
