@@ -5,6 +5,7 @@ Defaults are safe for production: DEBUG off, no SECRET_KEY unless DEBUG is on, l
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,23 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
 }
+
+# OpenAPI schema at /api/schema/ and Swagger UI at /api/docs/, served from local files (the
+# sidecar) so they work offline. Both come with the demo extra; without them the API still runs.
+OPENAPI_DOCS = all(find_spec(name) for name in ("drf_spectacular", "drf_spectacular_sidecar"))
+if OPENAPI_DOCS:
+    INSTALLED_APPS += ["drf_spectacular", "drf_spectacular_sidecar"]
+    REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "drf_spectacular.openapi.AutoSchema"
+    SPECTACULAR_SETTINGS = {
+        "TITLE": "django-idempotency demo shop",
+        "DESCRIPTION": "Payments and orders whose unsafe requests are protected by an "
+        "Idempotency-Key header: retries get the first outcome, never a second charge.",
+        "VERSION": "1.0.0",
+        "SERVE_INCLUDE_SCHEMA": False,
+        "SWAGGER_UI_DIST": "SIDECAR",
+        "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+        "REDOC_DIST": "SIDECAR",
+    }
 
 # Demo only: honour the X-Demo-Fault request header (crash-after-charge, crash-before-commit,
 # slow) to replay failures on demand. Never turn it on in production; bin/demo turns it on.

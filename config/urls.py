@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import path
 
@@ -19,3 +20,13 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     *router.urls,
 ]
+
+if getattr(
+    settings, "OPENAPI_DOCS", False
+):  # the schema and offline docs (drf-spectacular and its sidecar)
+    from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+    urlpatterns += [
+        path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+        path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    ]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from importlib import import_module
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
@@ -12,3 +14,10 @@ class IdempotencyConfig(AppConfig):
 
     def ready(self) -> None:
         from idempotency import checks  # noqa: F401  (registers the system checks)
+
+        # Optional integrations cost nothing when their package is absent.
+        try:
+            import drf_spectacular  # noqa: F401
+        except ImportError:
+            return
+        import_module("idempotency.contrib.drf_spectacular")  # registers the schema extension

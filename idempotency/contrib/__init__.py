@@ -1,0 +1,3 @@
+"""Optional integrations, each imported only when its dependency is installed."""
+
+from __future__ import annotations

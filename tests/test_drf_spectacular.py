@@ -1,0 +1,268 @@
+"""The drf-spectacular integration: what each protected operation documents."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("drf_spectacular")
+
+from django.test import override_settings  # noqa: E402
+from django.urls import path  # noqa: E402
+from drf_spectacular.generators import SchemaGenerator  # noqa: E402
+from drf_spectacular.openapi import AutoSchema  # noqa: E402
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema  # noqa: E402
+from drf_spectacular.validation import validate_schema  # noqa: E402
+from rest_framework import generics, serializers, viewsets  # noqa: E402
+from rest_framework.decorators import action  # noqa: E402
+from rest_framework.response import Response  # noqa: E402
+from rest_framework.routers import SimpleRouter  # noqa: E402
+
+from idempotency.contrib.drf_spectacular import IdempotentSchemaMixin  # noqa: E402
+from idempotency.mixins import IdempotentMixin  # noqa: E402
+
+pytestmark = pytest.mark.spectacular
+
+PROBLEM = "application/problem+json"
+
+
+class ThingSerializer(serializers.Serializer):
+    name = serializers.CharField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    errors = serializers.DictField()
+
+
+class ThingView(IdempotentMixin, generics.GenericAPIView):
+    """Make a thing."""
+
+    serializer_class = ThingSerializer
+
+    def get(self, request):
+        return Response({})
+
+    def post(self, request):
+        return Response({}, status=201)
+
+    def put(self, request):
+        return Response({})
+
+
+class OptionalKeyView(ThingView):
+    idempotency_required = False
+
+
+class PutOnlyView(ThingView):
+    idempotency_methods = ["PUT"]
+
+
+@extend_schema(tags=["decorated"], responses={201: ThingSerializer, 400: ErrorSerializer})
+class ClassDecoratedView(ThingView):
+    pass
+
+
+class MethodDecoratedView(ThingView):
+    @extend_schema(
+        parameters=[OpenApiParameter("X-Trace", str, OpenApiParameter.HEADER)],
+        responses={202: ThingSerializer, 409: OpenApiResponse(description="Business conflict.")},
+    )
+    def post(self, request):
+        return Response({}, status=202)
+
+    @extend_schema(exclude=True)
+    def put(self, request):
+        return Response({})
+
+
+@extend_schema(tags=["both"])
+class ClassAndMethodDecoratedView(ThingView):
+    @extend_schema(summary="Post it.")
+    def post(self, request):
+        return Response({}, status=201)
+
+
+class CustomSchema(AutoSchema):
+    def get_tags(self):
+        return ["custom"]
+
+
+class CustomSchemaView(ThingView):
+    schema = CustomSchema()
+
+    @extend_schema(description="Custom and decorated.")
+    def post(self, request):
+        return Response({}, status=201)
+
+
+class OwnHeaderView(ThingView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key", str, OpenApiParameter.HEADER, description="Our own words."
+            )
+        ]
+    )
+    def post(self, request):
+        return Response({}, status=201)
+
+
+class ThingViewSet(IdempotentMixin, viewsets.GenericViewSet):
+    serializer_class = ThingSerializer
+
+    def create(self, request):
+        return Response({}, status=201)
+
+    def update(self, request, pk=None):
+        return Response({})
+
+    @extend_schema(request=None, responses={200: ThingSerializer})
+    @action(detail=False, methods=["post"], idempotency_required=False)
+    def ping(self, request):
+        return Response({})
+
+
+router = SimpleRouter()
+router.register("set", ThingViewSet, basename="thing")
+
+urlpatterns = [
+    path("things/", ThingView.as_view()),
+    path("optional/", OptionalKeyView.as_view()),
+    path("put-only/", PutOnlyView.as_view()),
+    path("class-decorated/", ClassDecoratedView.as_view()),
+    path("method-decorated/", MethodDecoratedView.as_view()),
+    path("both/", ClassAndMethodDecoratedView.as_view()),
+    path("custom/", CustomSchemaView.as_view()),
+    path("own-header/", OwnHeaderView.as_view()),
+    *router.urls,
+]
+
+
+def schema():
+    result = SchemaGenerator(patterns=urlpatterns).get_schema(request=None, public=True)
+    validate_schema(result)
+    return result
+
+
+def header(operation, name="Idempotency-Key"):
+    found = [p for p in operation.get("parameters", []) if (p["in"], p["name"]) == ("header", name)]
+    return found[0] if found else None
+
+
+def assert_documented(operation, required=True):
+    parameter = header(operation)
+    assert parameter is not None
+    assert parameter.get("required", False) is required
+    assert parameter["schema"] == {"type": "string", "maxLength": 255}
+    for code in ("400", "409", "422"):
+        content = operation["responses"][code]["content"]
+        assert content[PROBLEM]["schema"] == {"$ref": "#/components/schemas/IdempotencyProblem"}
+    assert "Retry-After" in operation["responses"]["409"]["headers"]
+
+
+def assert_not_documented(operation):
+    assert header(operation) is None
+    for code in ("409", "422"):
+        assert code not in operation["responses"]
+
+
+@pytest.fixture(scope="module")
+def paths():
+    return schema()["paths"]
+
+
+def test_protected_methods_document_the_header_and_the_problems(paths):
+    assert_documented(paths["/things/"]["post"])
+
+
+def test_unprotected_methods_document_nothing_of_it(paths):
+    assert_not_documented(paths["/things/"]["get"])
+    assert_not_documented(paths["/things/"]["put"])
+
+
+def test_an_optional_key_is_documented_as_optional(paths):
+    operation = paths["/optional/"]["post"]
+    assert_documented(operation, required=False)
+    # Without a required key, a missing key is no error: only an invalid one is.
+    assert "key-missing" not in operation["responses"]["400"]["description"]
+    assert "key-invalid" in operation["responses"]["400"]["description"]
+
+
+def test_the_protected_methods_follow_the_view(paths):
+    assert_documented(paths["/put-only/"]["put"])
+    assert_not_documented(paths["/put-only/"]["post"])
+
+
+def test_problem_types_are_named_with_their_uris(paths):
+    responses = paths["/things/"]["post"]["responses"]
+    assert "urn:django-idempotency:problem:key-missing" in responses["400"]["description"]
+    assert "urn:django-idempotency:problem:request-in-progress" in responses["409"]["description"]
+    assert "urn:django-idempotency:problem:key-reused" in responses["422"]["description"]
+
+
+def test_success_responses_document_the_replay_header(paths):
+    headers = paths["/things/"]["post"]["responses"]["200"]["headers"]
+    assert headers["Idempotent-Replayed"]["schema"] == {"type": "string", "enum": ["true"]}
+
+
+def test_class_level_extend_schema_keeps_its_own_answers_beside_ours(paths):
+    operation = paths["/class-decorated/"]["post"]
+    assert_documented(operation)
+    assert operation["tags"] == ["decorated"]
+    content = operation["responses"]["400"]["content"]
+    assert content["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+    assert PROBLEM in content
+
+
+def test_method_level_extend_schema_keeps_its_parameters_and_responses(paths):
+    operation = paths["/method-decorated/"]["post"]
+    assert_documented(operation)
+    assert header(operation, "X-Trace") is not None
+    assert "202" in operation["responses"]
+    assert operation["responses"]["409"]["description"].startswith("Business conflict.")
+    assert "put" not in paths["/method-decorated/"]  # exclude=True still excludes
+
+
+def test_class_and_method_annotations_together(paths):
+    operation = paths["/both/"]["post"]
+    assert_documented(operation)
+    assert operation["tags"] == ["both"]
+    assert operation["summary"] == "Post it."
+
+
+def test_a_custom_schema_class_on_the_view_is_kept(paths):
+    operation = paths["/custom/"]["post"]
+    assert_documented(operation)
+    assert operation["tags"] == ["custom"]
+    assert operation["description"] == "Custom and decorated."
+
+
+def test_a_header_the_view_declares_itself_wins(paths):
+    assert header(paths["/own-header/"]["post"])["description"] == "Our own words."
+
+
+def test_viewset_actions_follow_their_own_settings(paths):
+    assert_documented(paths["/set/"]["post"])
+    assert_documented(paths["/set/ping/"]["post"], required=False)
+    assert_not_documented(paths["/set/{id}/"]["put"])
+
+
+def test_the_problem_component_is_registered_once():
+    component = schema()["components"]["schemas"]["IdempotencyProblem"]
+    assert component["required"] == ["type", "title", "status", "detail"]
+
+
+def test_the_header_name_and_problem_base_follow_settings():
+    settings = {"HEADER": "X-Request-Key", "PROBLEM_TYPE_BASE": "https://example.com/problems/"}
+    with override_settings(IDEMPOTENCY=settings):
+        operation = schema()["paths"]["/things/"]["post"]
+    assert header(operation) is None
+    assert header(operation, "X-Request-Key")["required"] is True
+    assert "https://example.com/problems/key-reused" in operation["responses"]["422"]["description"]
+
+
+def test_the_original_views_are_left_untouched():
+    schema()
+    assert not isinstance(ThingView.schema, IdempotentSchemaMixin)
+    method_schema = MethodDecoratedView.post.kwargs["schema"]
+    assert not issubclass(method_schema, IdempotentSchemaMixin)
+    assert "post" in MethodDecoratedView.__dict__
