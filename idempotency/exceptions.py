@@ -118,3 +118,25 @@ class IdempotencyKeyReused(ProblemDetailsError):
         "Use a new key for a new operation."
     )
     default_code = "idempotency_key_reused"
+
+
+class StorageUnavailable(ProblemDetailsError):
+    """The database failed during the request (connection lost, failover, deadlock, timeout).
+
+    The operation's writes rolled back with its transaction, so a retry with the same key is
+    safe: it runs the operation once, or replays the outcome if its commit did reach the database.
+    """
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    problem_type = "storage-unavailable"
+    title = _("Storage unavailable")
+    default_detail = _(
+        "The service lost its database during this request. Retry with the same idempotency "
+        "key: the operation runs once, or its stored outcome is replayed."
+    )
+    default_code = "idempotency_storage_unavailable"
+    retry_after = 1
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail)
+        self.headers["Retry-After"] = str(self.retry_after)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from rest_framework.exceptions import ParseError, UnsupportedMediaType, ValidationError
@@ -20,6 +20,7 @@ from idempotency.exceptions import (
     IdempotencyKeyReused,
     IdempotencyLeaseLost,
     ProblemDetailsError,
+    StorageUnavailable,
     problem_response,
 )
 from idempotency.keys import parse_key
@@ -52,6 +53,10 @@ RELEASING_EXCEPTIONS: tuple[type[Exception], ...] = (
     ParseError,
     UnsupportedMediaType,
 )
+
+# Raised by the store or the operation, these mean the database failed (connection lost,
+# failover, deadlock, timeout): the transaction rolled back, so the client may retry (503).
+STORAGE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 
 Handler = Callable[..., HttpResponseBase]
 
@@ -160,9 +165,21 @@ class IdempotentMixin(_Base):
             self.initial(drf_request, *args, **kwargs)
             response = self._run_idempotently(drf_request, self._handler(drf_request))
         except Exception as exc:
+            if isinstance(exc, STORAGE_ERRORS):
+                exc = self._storage_unavailable(exc)
             response = self._final(drf_request, self.handle_exception(exc))
         self.response = response  # type: ignore[assignment]
         return response
+
+    def _storage_unavailable(self, exc: Exception) -> StorageUnavailable:
+        # Reached after _run_reserved released the key (or found nothing to release).
+        logger.warning("idempotency: the database failed; answered 503", exc_info=exc)
+        for connection in connections.all(initialized_only=True):
+            if not connection.in_atomic_block:
+                # Drop a broken connection now so the retry reconnects, as Django's request
+                # cycle would at its next request (not every caller runs one).
+                connection.close_if_unusable_or_obsolete()
+        return StorageUnavailable()
 
     # DRF types these as Response; at run time any HttpResponse passes (finalize_response asserts
     # HttpResponseBase). Problems are plain HttpResponses so no negotiated renderer reformats them.

@@ -228,7 +228,11 @@ class RecordStore:
             raise LeaseLostError(reservation)
 
     def release(self, reservation: Reserved) -> None:
-        """Free the key for a retry (the operation failed and stored nothing)."""
+        """Free the key for a retry (the operation failed and stored nothing).
+
+        A completed record is never released: when a commit reached the database but its
+        acknowledgement was lost with the connection, the stored outcome is what retries get.
+        """
         IdempotencyRecord.objects.using(self.using).filter(
-            pk=reservation.record_id, lease_token=reservation.token
+            pk=reservation.record_id, lease_token=reservation.token, state=State.IN_PROGRESS
         ).delete()
