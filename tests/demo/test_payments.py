@@ -71,6 +71,21 @@ def test_the_same_key_with_another_amount_is_refused(api):
     assert (Charge.objects.count(), Payment.objects.count()) == (1, 1)
 
 
+def test_a_key_sent_again_after_its_record_expired_gets_the_first_payment(
+    api, clock, clocked_store
+):
+    first = post(api, "/payments", BODY, key="pay_old")
+    clock.advance(hours=25)  # past the record's expiry: the library treats the key as new
+
+    again = post(api, "/payments", BODY, key="pay_old")
+
+    # It ran again, and the gateway, which still knows the key, handed back its charge.
+    assert again.status_code == 201
+    assert "Idempotent-Replayed" not in again
+    assert again.json() == first.json()
+    assert (Charge.objects.count(), Payment.objects.count()) == (1, 1)
+
+
 def test_two_users_with_the_same_key_make_two_payments():
     u1, u2 = UserFactory(username="u1"), UserFactory(username="u2")
 
