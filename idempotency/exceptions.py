@@ -140,3 +140,13 @@ class StorageUnavailable(ProblemDetailsError):
     def __init__(self, detail: str | None = None) -> None:
         super().__init__(detail)
         self.headers["Retry-After"] = str(self.retry_after)
+
+
+class RequestBodyTooLarge(ProblemDetailsError):
+    """The body is over ``settings.DATA_UPLOAD_MAX_MEMORY_SIZE``: refused before it is parsed."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    problem_type = "body-too-large"
+    title = _("Request body too large")
+    default_detail = _("The request body is larger than this service accepts.")
+    default_code = "request_body_too_large"

@@ -7,6 +7,7 @@ from collections.abc import Callable, Collection
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError, connections, transaction
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
@@ -20,6 +21,7 @@ from idempotency.exceptions import (
     IdempotencyKeyReused,
     IdempotencyLeaseLost,
     ProblemDetailsError,
+    RequestBodyTooLarge,
     StorageUnavailable,
     problem_response,
 )
@@ -167,6 +169,9 @@ class IdempotentMixin(_Base):
         except Exception as exc:
             if isinstance(exc, STORAGE_ERRORS):
                 exc = self._storage_unavailable(exc)
+            elif isinstance(exc, RequestDataTooBig):
+                # Django's 400 page would do; a JSON client is better told what went wrong.
+                exc = RequestBodyTooLarge()
             response = self._final(drf_request, self.handle_exception(exc))
         self.response = response  # type: ignore[assignment]
         return response
