@@ -161,6 +161,9 @@ DEMO_FAULTS = env.bool("DEMO_FAULTS", default=False)
 
 IDEMPOTENCY = {
     "REQUIRED": True,
+    # Seconds a worker holds a key before a retry may take it over (its holder presumed dead).
+    # The fault tests shorten it to watch a killed worker's key being taken over.
+    "LEASE": env.float("IDEMPOTENCY_LEASE_SECONDS", default=60.0),
 }
 
 LOGGING = {
