@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.contrib.auth.models import AnonymousUser
 from django.utils.translation import gettext_lazy as _
@@ -23,6 +23,26 @@ class OptionalSlashRouter(SimpleRouter):
     def __init__(self) -> None:
         super().__init__()
         self.trailing_slash = "/?"
+
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def documented(
+    *,
+    request: type[serializers.BaseSerializer[Any]],
+    response: type[serializers.BaseSerializer[Any]],
+) -> Callable[[Handler], Handler]:
+    """Tell drf-spectacular, when it is installed, that the body sent and the body answered
+    differ (``PaymentRequestSerializer`` in, ``PaymentSerializer`` out); nothing otherwise."""
+    try:
+        from drf_spectacular.utils import extend_schema
+    except ImportError:
+        return lambda handler: handler
+    documents: Callable[[Handler], Handler] = extend_schema(
+        request=request, responses={201: response}
+    )
+    return documents
 
 
 def caller(request: Request) -> User:
