@@ -57,7 +57,7 @@ class OrderOperations(
 
 
 # The mixin's as_view() is typed for APIView, not for a viewset's; both accept this call.
-class OrderViewSet(IdempotentMixin, OrderOperations):  # type: ignore[misc]
+class OrderViewSet(IdempotentMixin, OrderOperations):
     """``/orders``: every POST needs an ``Idempotency-Key``; a retry never orders twice."""
 
 

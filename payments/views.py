@@ -62,7 +62,7 @@ class PaymentOperations(
 
 
 # The mixin's as_view() is typed for APIView, not for a viewset's; both accept this call.
-class PaymentViewSet(IdempotentMixin, PaymentOperations):  # type: ignore[misc]
+class PaymentViewSet(IdempotentMixin, PaymentOperations):
     """``/payments``: every POST needs an ``Idempotency-Key``; a retry never charges twice."""
 
     def get_gateway_key(self) -> str | None:
