@@ -8,6 +8,7 @@ from config.api import OptionalSlashRouter
 from gateway.views import ChargeViewSet
 from orders.views import OrderViewSet, ProductViewSet
 from payments.views import PaymentViewSet
+from payments.webhooks import gateway_webhook
 
 # Every API path answers with and without a trailing slash.
 router = OptionalSlashRouter()
@@ -18,6 +19,7 @@ router.register("gateway/charges", ChargeViewSet, basename="gateway-charge")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("webhooks/gateway/", gateway_webhook, name="gateway-webhook"),
     *router.urls,
 ]
 
