@@ -4,10 +4,10 @@ problem types, signals, public import paths, links, and the classifiers against 
 from __future__ import annotations
 
 import importlib
-from importlib.util import find_spec
 import re
 import tomllib
 from datetime import timedelta
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
