@@ -54,6 +54,14 @@ def record(db, key):
     return rows[0] if rows else None
 
 
+def backends_in_transaction(db):
+    rows = db.query(
+        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND state = 'idle in transaction'",
+        [db.name],
+    )
+    return [pid for (pid,) in rows]
+
+
 def wait_until(condition, timeout=10.0, step=0.02):
     deadline = time.monotonic() + timeout
     while not condition():
@@ -256,3 +264,40 @@ def test_a_client_that_gives_up_first_retries_until_it_gets_the_outcome(demo_ser
     assert (body["paymentId"], body["amount"], body["currency"]) == payment[:3]
     assert clean.value("SELECT charge_id FROM gateway_charge") == payment[3]
     assert bytes(record(clean, key)[2]) == outcome.body
+
+
+def test_the_database_connection_lost_mid_operation_answers_503_and_the_retry_pays_once(
+    demo_server, clean
+):
+    """The worker's connection is terminated while the slow charge runs (its transaction open).
+
+    The gateway, on a connection of its own, still charges; the payment cannot be written, so
+    the client gets 503 and nothing of the payment is stored. The retry (on any worker; the one
+    that lost its connection reconnects at its next request) gets the gateway's existing charge
+    back through the gateway key, and pays once.
+    """
+    key = "db-lost-1"
+    first = {}
+    thread = threading.Thread(
+        target=lambda: first.update(answer=pay(demo_server, key, fault="slow"))
+    )
+    thread.start()
+    wait_until(lambda: (record(clean, key) or ("",))[0] == "in_progress")
+    wait_until(lambda: backends_in_transaction(clean))
+    (worker_backend,) = backends_in_transaction(clean)  # the one worker inside the operation
+    clean.query("SELECT pg_terminate_backend(%s)", [worker_backend])
+    thread.join(10)
+
+    lost = first["answer"]
+    assert lost.status == 503, lost.body
+    assert lost.json()["type"].endswith(":storage-unavailable")
+    assert lost.headers["Retry-After"] == "1"
+    assert counts(clean) == (1, 0)  # charged at the gateway, no payment
+    assert record(clean, key) is None  # the key was released for the retry
+
+    retry = pay(demo_server, key)
+
+    assert retry.status == 201 and not retry.replayed
+    assert counts(clean) == (1, 1)
+    payment_charge = clean.value("SELECT charge_id FROM payments_payment")
+    assert clean.value("SELECT charge_id FROM gateway_charge") == payment_charge
