@@ -7,6 +7,7 @@ from collections.abc import Callable, Collection
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError, connections, transaction
 from django.http import HttpRequest, HttpResponse
@@ -216,6 +217,7 @@ class IdempotentMixin(_Base):
                 raise IdempotencyKeyMissing()
             return self._final(request, handler(request, *self.args, **self.kwargs))
         # The fingerprint parses the body: malformed input fails here, before anything is stored.
+        refuse_oversized_body(request)
         fingerprint = self.get_idempotency_fingerprint(request)
         store = self.get_idempotency_store()
         scope = self.get_idempotency_scope(request)
@@ -307,6 +309,23 @@ class IdempotentMixin(_Base):
         headers = [(name, value) for name, value in response.items() if name.lower() in replayed]
         assert isinstance(response, HttpResponse)
         return StoredResponse(response.status_code, headers, bytes(response.content))
+
+
+def refuse_oversized_body(request: Request) -> None:
+    """Refuse a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` before the fingerprint parses it.
+
+    Django checks the limit when a body is read whole, but DRF before 3.17.2 parses JSON from
+    the stream and never reads it whole. File uploads (multipart) are exempt, as in Django.
+    """
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if limit is None or request.content_type.startswith("multipart/"):
+        return
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return  # Django's own parsing will refuse it
+    if length > limit:
+        raise RequestBodyTooLarge()
 
 
 def replay_response(stored: StoredResponse) -> HttpResponse:

@@ -36,3 +36,17 @@ def test_body_within_the_limit_runs(api):
         "/test/widgets", body, content_type="application/json", headers={"Idempotency-Key": "k"}
     )
     assert response.status_code == 201
+
+
+@override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=100)
+def test_file_uploads_are_exempt_as_in_django(api):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("big.bin", b"x" * 1000)
+    response = api.post(
+        "/test/widgets",
+        {"name": "a", "attachment": upload},
+        format="multipart",
+        headers={"Idempotency-Key": "k"},
+    )
+    assert response.status_code == 201
