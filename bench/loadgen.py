@@ -171,7 +171,8 @@ async def worker(
 async def run(spec: Spec) -> dict[str, Any]:
     tally = Tally()
     start = time.perf_counter()
-    stop = start + spec.warmup + spec.duration
+    # "each" sends every key of the pool once, however long that takes.
+    stop = float("inf") if spec.key_mode == "each" else start + spec.warmup + spec.duration
     each = iter(spec.pool_keys)
     workers = [worker(spec, index, tally, start, stop, each) for index in range(spec.concurrency)]
     await asyncio.gather(*workers)

@@ -3,7 +3,7 @@
 The purge command runs in a process of its own, as cron would run it, with ``PGAPPNAME`` set
 so that PostgreSQL names its connection. Two observers watch it from other connections:
 
-- a sampler polls ``pg_stat_activity`` every few milliseconds: a row lock lives until its
+- a sampler polls ``pg_stat_activity`` about every 6 ms: a row lock lives until its
   transaction ends, so the longest transaction seen bounds the longest lock (it is bracketed by
   the last sample that saw it and the first that did not); it also notes the table-level locks
   the purge takes (``RowExclusiveLock`` lets reads and inserts through; anything stronger
@@ -91,11 +91,11 @@ class Sampler:
                 for ident in open_now - seen:
                     self.transactions[ident].gone_by = now
                 open_now = seen
-                if self.samples % 10 == 0:
+                if self.samples % 5 == 0:
                     for (mode,) in connection.execute(locks, (APPLICATION_NAME, RECORD_TABLE)):
                         self.table_locks.add(str(mode))
                 self.samples += 1
-                time.sleep(0.002)
+                time.sleep(0.005)
         self.seconds = time.perf_counter() - began
 
     def longest(self) -> tuple[float, float | None]:
@@ -128,7 +128,7 @@ class Prober:
                     with connection.transaction():
                         connection.execute(lock, row)
                     self.waits_ms.append((time.perf_counter() - began) * 1000)
-                time.sleep(0.005)
+                time.sleep(0.02)
 
 
 @dataclass
@@ -143,6 +143,8 @@ class PurgeResult:
     records_per_second_batches: float
     longest_transaction_ms_at_least: float
     longest_transaction_ms_at_most: float | None
+    transaction_ms_p50: float
+    transaction_ms_p99: float
     transactions_seen: int
     sample_interval_ms: float
     table_locks: list[str]
@@ -185,6 +187,7 @@ def measure(root: Path, url: str, env: dict[str, str], expired: int, live: int) 
     ends = [t.gone_by or t.last_seen for t in sampler.transactions.values()]
     batch_seconds = (max(ends) - min(starts)).total_seconds() if starts else seconds
     waits = sorted(prober.waits_ms) or [0.0]
+    durations = sorted(t.low_ms for t in sampler.transactions.values()) or [0.0]
     return PurgeResult(
         expired=expired,
         live=live,
@@ -196,6 +199,8 @@ def measure(root: Path, url: str, env: dict[str, str], expired: int, live: int) 
         records_per_second_batches=deleted / batch_seconds if batch_seconds else 0.0,
         longest_transaction_ms_at_least=low,
         longest_transaction_ms_at_most=high,
+        transaction_ms_p50=durations[len(durations) // 2],
+        transaction_ms_p99=durations[min(len(durations) - 1, int(len(durations) * 0.99))],
         transactions_seen=len(sampler.transactions),
         sample_interval_ms=sampler.seconds * 1000 / max(sampler.samples, 1),
         table_locks=sorted(sampler.table_locks),

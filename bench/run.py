@@ -40,12 +40,11 @@ class Plan:
     warmup: float  # seconds run and discarded before each measurement
     duration: float  # seconds measured
     replay_pool: int  # completed keys the replays cycle through
-    purge_expired: int  # expired records the purge deletes
-    purge_live: int  # live records beside them, which it must keep
+    purge_expired: int  # expired records the purge deletes, beside the live ones of the stages
 
 
-FULL = Plan("full", (0, 100_000, 1_000_000), (1, 8, 32), 3, 0.5, 2.5, 500, 1_000_000, 100_000)
-QUICK = Plan("quick", (0, 10_000), (1, 8), 1, 0.3, 1.0, 50, 10_000, 1_000)
+FULL = Plan("full", (0, 100_000, 1_000_000), (1, 8, 32), 5, 0.3, 1.5, 300, 1_000_000)
+QUICK = Plan("quick", (0, 10_000), (1, 8), 1, 0.3, 1.0, 50, 10_000)
 
 
 @dataclass(frozen=True)
@@ -208,8 +207,8 @@ def seed_replay_pool(context: Context, stage: int) -> list[str]:
     """Complete ``replay_pool`` keys through the real endpoint; the replays reuse them."""
     keys = [f"replay-{stage}-{uuid.uuid4()}" for _ in range(context.plan.replay_pool)]
     seeded = loadgen(context, FIRST, 8, key_mode="each", pool_keys=keys)
-    if seeded["errors"]:
-        raise RuntimeError(f"seeding the replay pool failed: {seeded['error_samples']}")
+    if seeded["errors"] or seeded["requests"] != len(keys):
+        raise RuntimeError(f"seeding the replay pool failed: {seeded}")
     return keys
 
 
