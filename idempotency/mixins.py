@@ -217,7 +217,7 @@ class IdempotentMixin(_Base):
                 raise IdempotencyKeyMissing()
             return self._final(request, handler(request, *self.args, **self.kwargs))
         # The fingerprint parses the body: malformed input fails here, before anything is stored.
-        refuse_oversized_body(request)
+        _refuse_oversized_body(request)
         fingerprint = self.get_idempotency_fingerprint(request)
         store = self.get_idempotency_store()
         scope = self.get_idempotency_scope(request)
@@ -311,7 +311,7 @@ class IdempotentMixin(_Base):
         return StoredResponse(response.status_code, headers, bytes(response.content))
 
 
-def refuse_oversized_body(request: Request) -> None:
+def _refuse_oversized_body(request: Request) -> None:
     """Refuse a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` before the fingerprint parses it.
 
     Django checks the limit when a body is read whole, but DRF before 3.17.2 parses JSON from
