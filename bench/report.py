@@ -185,6 +185,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"Load average (1, 5, 15 min): {fmt_load(load['start'])} at the start, "
         f"{fmt_load(load['end'])} at the end ({host['cores']} cores: a load above "
         f"{host['cores']} means other work shared the CPUs with the benchmark).",
+        "",
+        other_load_line(results),
         *(["", f"Note: {results['note']}"] if results.get("note") else []),
         "",
         f"`POST /payments` through the simulated gateway, served by gunicorn "
@@ -303,6 +305,17 @@ def purge_lines(purge: dict[str, Any]) -> list[str]:
         "longer than its transaction). Load average before: "
         f"{fmt_load(purge['load_average_before'])}. Output: `{purge['output']}`",
     ]
+
+
+def other_load_line(results: dict[str, Any]) -> str:
+    """How much CPU everything else took while the load generator ran, from /proc/stat."""
+    others = sorted(sample["cpu_ms_per_request"]["other_cores"] for sample in results["samples"])
+    cores = results["machine"]["cores"]
+    return (
+        f"CPU taken by other processes during the measured runs (other users' work, PostgreSQL's "
+        f"background writers, this harness): median {others[len(others) // 2]:.2f} of {cores} "
+        f"cores, at most {others[-1]:.2f}."
+    )
 
 
 def fmt_load(values: list[float]) -> str:
