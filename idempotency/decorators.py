@@ -22,28 +22,13 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 
-from idempotency.conf import NEVER_REPLAYED_HEADERS, idempotency_settings
-from idempotency.exceptions import (
-    IdempotencyKeyInUse,
-    IdempotencyKeyMissing,
-    IdempotencyKeyReused,
-    IdempotencyLeaseLost,
-    ProblemDetailsError,
-    problem_response,
-)
+from idempotency.attempts import STORAGE_ERRORS, Attempt, begin, storage_unavailable
+from idempotency.conf import idempotency_settings
+from idempotency.exceptions import IdempotencyKeyMissing, ProblemDetailsError, problem_response
 from idempotency.fingerprints import http_request_fingerprint
 from idempotency.keys import parse_key
-from idempotency.mixins import replay_response
-from idempotency.signals import KeyEvents
-from idempotency.store import (
-    InProgress,
-    LeaseLostError,
-    Mismatch,
-    RecordStore,
-    Replay,
-    Reserved,
-    StoredResponse,
-)
+from idempotency.responses import replay_response, replayed_header_names, snapshot
+from idempotency.store import RecordStore, StoredResponse
 
 logger = logging.getLogger("idempotency")
 
@@ -147,6 +132,8 @@ class _Guard:
             return self._run(request, *args, **kwargs)
         except ProblemDetailsError as error:
             return problem_response(error)
+        except STORAGE_ERRORS as error:
+            return problem_response(storage_unavailable(error))
 
     def _unprotected(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if transaction.get_connection(self.store.using).settings_dict.get("ATOMIC_REQUESTS"):
@@ -168,7 +155,10 @@ class _Guard:
             RequestFunction, idempotency_settings.SCOPE_FUNCTION
         )
         scope = scope_function(request)
-        decision = self.store.reserve(
+        outcome = begin(
+            self.store,
+            sender=self.view,
+            request=request,
             scope=scope,
             key=key,
             fingerprint=fingerprint,
@@ -177,63 +167,31 @@ class _Guard:
             lease=self.options.lease or idempotency_settings.LEASE,
             expiry=self.options.expiry or idempotency_settings.EXPIRY,
         )
-        events = KeyEvents(self.view, scope, key, request, self.store.using)
-        events.decided(decision)
-        if isinstance(decision, Replay):
-            return replay_response(decision.response)
-        if isinstance(decision, InProgress):
-            raise IdempotencyKeyInUse(decision.retry_after)
-        if isinstance(decision, Mismatch):
-            raise IdempotencyKeyReused(
-                f"This idempotency key was already used for {decision.method} {decision.path} "
-                "with a different request body. Use a new key for a new operation."
-            )
-        return self._run_reserved(request, decision, events, args, kwargs)
+        if isinstance(outcome, StoredResponse):
+            return replay_response(outcome)
+        return self._run_reserved(request, outcome, args, kwargs)
 
     def _run_reserved(
         self,
         request: HttpRequest,
-        reservation: Reserved,
-        events: KeyEvents,
+        attempt: Attempt,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> HttpResponseBase:
-        store = self.store
-        try:
+        # Raised errors (Http404 included) propagate as usual and free the key for a retry.
+        with attempt.holding():
             # The view's writes and the record's completion commit together, or not at all.
-            with store.atomic():
+            with self.store.atomic():
                 response = self.view(request, *args, **kwargs)
                 render = getattr(response, "render", None)
                 if render is not None:
                     render()  # a TemplateResponse: store what will be sent
                 if isinstance(response, HttpResponse) and response.status_code < 500:
-                    store.complete(reservation, self._snapshot(response))
-                    events.completed(response.status_code)
+                    replayed = replayed_header_names(self.options.replayed_headers)
+                    attempt.complete(snapshot(response, replayed))
                     return response
                 if getattr(response, "streaming", False):
                     logger.warning("idempotency: a streaming response cannot be stored; released")
-                transaction.set_rollback(True, using=store.using)
-        except LeaseLostError:
-            logger.warning("idempotency: lease lost, outcome discarded")
-            raise IdempotencyLeaseLost() from None
-        except BaseException:
-            # Raised errors (Http404 included) propagate as usual; the key is free for a retry.
-            self._release(reservation, events)
-            raise
-        self._release(reservation, events)
-        return response
-
-    def _release(self, reservation: Reserved, events: KeyEvents) -> None:
-        try:
-            self.store.release(reservation)
-            events.released()
-        except Exception:
-            logger.exception("idempotency: could not release a key; its lease will free it")
-
-    def _snapshot(self, response: HttpResponse) -> StoredResponse:
-        names = self.options.replayed_headers
-        if names is None:
-            names = idempotency_settings.REPLAYED_HEADERS
-        replayed = {name.lower() for name in names} - NEVER_REPLAYED_HEADERS
-        headers = [(name, value) for name, value in response.items() if name.lower() in replayed]
-        return StoredResponse(response.status_code, headers, bytes(response.content))
+                transaction.set_rollback(True, using=self.store.using)
+            attempt.release()
+            return response

@@ -9,34 +9,23 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import InterfaceError, OperationalError, connections, transaction
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from rest_framework.exceptions import ParseError, UnsupportedMediaType, ValidationError
 from rest_framework.request import Request
 
-from idempotency.conf import NEVER_REPLAYED_HEADERS, idempotency_settings
+from idempotency.attempts import STORAGE_ERRORS, Attempt, begin, storage_unavailable
+from idempotency.conf import idempotency_settings
 from idempotency.exceptions import (
-    IdempotencyKeyInUse,
     IdempotencyKeyMissing,
-    IdempotencyKeyReused,
-    IdempotencyLeaseLost,
     ProblemDetailsError,
     RequestBodyTooLarge,
-    StorageUnavailable,
     problem_response,
 )
 from idempotency.keys import parse_key
-from idempotency.signals import KeyEvents
-from idempotency.store import (
-    InProgress,
-    LeaseLostError,
-    Mismatch,
-    RecordStore,
-    Replay,
-    Reserved,
-    StoredResponse,
-)
+from idempotency.responses import REPLAYED_HEADER, replay_response, replayed_header_names, snapshot
+from idempotency.store import LeaseLostError, RecordStore, StoredResponse
 
 if TYPE_CHECKING:
     from rest_framework.views import APIView
@@ -45,9 +34,9 @@ if TYPE_CHECKING:
 else:
     _Base = object
 
-logger = logging.getLogger("idempotency")
+__all__ = ["REPLAYED_HEADER", "RELEASING_EXCEPTIONS", "IdempotentMixin"]
 
-REPLAYED_HEADER = "Idempotent-Replayed"
+logger = logging.getLogger("idempotency")
 
 # Raised by the operation, these mean "the request was refused as sent": the key stays free so
 # the corrected request can use it, as Stripe does for requests that fail validation.
@@ -56,10 +45,6 @@ RELEASING_EXCEPTIONS: tuple[type[Exception], ...] = (
     ParseError,
     UnsupportedMediaType,
 )
-
-# Raised by the store or the operation, these mean the database failed (connection lost,
-# failover, deadlock, timeout): the transaction rolled back, so the client may retry (503).
-STORAGE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 
 Handler = Callable[..., HttpResponseBase]
 
@@ -118,10 +103,7 @@ class IdempotentMixin(_Base):
         return self.idempotency_expiry or idempotency_settings.EXPIRY
 
     def get_idempotency_replayed_headers(self) -> frozenset[str]:
-        names = self.idempotency_replayed_headers
-        if names is None:
-            names = idempotency_settings.REPLAYED_HEADERS
-        return frozenset(name.lower() for name in names) - NEVER_REPLAYED_HEADERS
+        return replayed_header_names(self.idempotency_replayed_headers)
 
     def get_idempotency_store(self) -> RecordStore:
         return self.idempotency_store or RecordStore()
@@ -169,23 +151,14 @@ class IdempotentMixin(_Base):
             response = self._run_idempotently(drf_request, self._handler(drf_request))
         except Exception as exc:
             if isinstance(exc, STORAGE_ERRORS):
-                exc = self._storage_unavailable(exc)
+                # Reached after the attempt released the key (or found nothing to release).
+                exc = storage_unavailable(exc)
             elif isinstance(exc, RequestDataTooBig):
                 # Django's 400 page would do; a JSON client is better told what went wrong.
                 exc = RequestBodyTooLarge()
             response = self._final(drf_request, self.handle_exception(exc))
         self.response = response  # type: ignore[assignment]
         return response
-
-    def _storage_unavailable(self, exc: Exception) -> StorageUnavailable:
-        # Reached after _run_reserved released the key (or found nothing to release).
-        logger.warning("idempotency: the database failed; answered 503", exc_info=exc)
-        for connection in connections.all(initialized_only=True):
-            if not connection.in_atomic_block:
-                # Drop a broken connection now so the retry reconnects, as Django's request
-                # cycle would at its next request (not every caller runs one).
-                connection.close_if_unusable_or_obsolete()
-        return StorageUnavailable()
 
     # DRF types these as Response; at run time any HttpResponse passes (finalize_response asserts
     # HttpResponseBase). Problems are plain HttpResponses so no negotiated renderer reformats them.
@@ -222,7 +195,10 @@ class IdempotentMixin(_Base):
         store = self.get_idempotency_store()
         scope = self.get_idempotency_scope(request)
         self.idempotency_key, self.idempotency_scope = key, scope
-        decision = store.reserve(
+        outcome = begin(
+            store,
+            sender=type(self),
+            request=request._request,
             scope=scope,
             key=key,
             fingerprint=fingerprint,
@@ -231,38 +207,23 @@ class IdempotentMixin(_Base):
             lease=self.get_idempotency_lease(),
             expiry=self.get_idempotency_expiry(),
         )
-        events = KeyEvents(type(self), scope, key, request._request, store.using)
-        events.decided(decision)
-        if isinstance(decision, Replay):
-            return self._final(request, replay_response(decision.response))
-        if isinstance(decision, InProgress):
-            raise IdempotencyKeyInUse(decision.retry_after)
-        if isinstance(decision, Mismatch):
-            raise IdempotencyKeyReused(
-                f"This idempotency key was already used for {decision.method} {decision.path} "
-                "with a different request body. Use a new key for a new operation."
-            )
-        return self._run_reserved(request, handler, store, decision, events)
+        if isinstance(outcome, StoredResponse):
+            return self._final(request, replay_response(outcome))
+        return self._run_reserved(request, handler, outcome)
 
     def _run_reserved(
-        self,
-        request: Request,
-        handler: Handler,
-        store: RecordStore,
-        reservation: Reserved,
-        events: KeyEvents,
+        self, request: Request, handler: Handler, attempt: Attempt
     ) -> HttpResponseBase:
-        try:
+        with attempt.holding():
             try:
                 # The operation's writes and the record's completion commit together, or not
                 # at all: a fenced-out attempt (LeaseLostError) leaves nothing behind.
-                with store.atomic():
+                with attempt.store.atomic():
                     response = self._final(request, handler(request, *self.args, **self.kwargs))
                     if self.should_store_idempotent_response(response, None):
-                        store.complete(reservation, self._snapshot(response))
-                        events.completed(response.status_code)
+                        attempt.complete(self._snapshot(response))
                         return response
-                    transaction.set_rollback(True, using=store.using)
+                    transaction.set_rollback(True, using=attempt.store.using)
             except LeaseLostError:
                 raise
             except Exception as exc:
@@ -270,26 +231,11 @@ class IdempotentMixin(_Base):
                 # is still its final outcome; validation errors and crashes free the key.
                 response = self._final(request, self.handle_exception(exc))
                 if self.should_store_idempotent_response(response, exc):
-                    with store.atomic():
-                        store.complete(reservation, self._snapshot(response))
-                        events.completed(response.status_code)
+                    with attempt.store.atomic():
+                        attempt.complete(self._snapshot(response))
                     return response
-        except LeaseLostError:
-            logger.warning("idempotency: lease lost, outcome discarded")
-            raise IdempotencyLeaseLost() from None
-        except BaseException:
-            self._release(store, reservation, events)
-            raise
-        self._release(store, reservation, events)
-        return response
-
-    def _release(self, store: RecordStore, reservation: Reserved, events: KeyEvents) -> None:
-        try:
-            store.release(reservation)
-            events.released()
-        except Exception:
-            # The lease still frees the key when it runs out; the original error matters more.
-            logger.exception("idempotency: could not release a key; its lease will free it")
+            attempt.release()
+            return response
 
     def _final(self, request: Request, response: HttpResponseBase) -> HttpResponseBase:
         """Finalize and render, so the body can be stored before the response leaves."""
@@ -305,10 +251,8 @@ class IdempotentMixin(_Base):
         return response
 
     def _snapshot(self, response: HttpResponseBase) -> StoredResponse:
-        replayed = self.get_idempotency_replayed_headers()
-        headers = [(name, value) for name, value in response.items() if name.lower() in replayed]
         assert isinstance(response, HttpResponse)
-        return StoredResponse(response.status_code, headers, bytes(response.content))
+        return snapshot(response, self.get_idempotency_replayed_headers())
 
 
 def _refuse_oversized_body(request: Request) -> None:
@@ -326,13 +270,3 @@ def _refuse_oversized_body(request: Request) -> None:
         return  # Django's own parsing will refuse it
     if length > limit:
         raise RequestBodyTooLarge()
-
-
-def replay_response(stored: StoredResponse) -> HttpResponse:
-    """Rebuild the stored outcome, marked with ``Idempotent-Replayed: true``."""
-    response = HttpResponse(stored.body, status=stored.status)
-    del response["Content-Type"]
-    for name, value in stored.headers:
-        response[name] = value
-    response[REPLAYED_HEADER] = "true"
-    return response

@@ -31,19 +31,11 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 
+from idempotency.attempts import begin
 from idempotency.conf import idempotency_settings
-from idempotency.exceptions import IdempotencyKeyInUse, IdempotencyKeyReused, IdempotencyLeaseLost
 from idempotency.fingerprints import canonical, hash_document
 from idempotency.keys import parse_key
-from idempotency.signals import KeyEvents
-from idempotency.store import (
-    InProgress,
-    LeaseLostError,
-    Mismatch,
-    RecordStore,
-    Replay,
-    StoredResponse,
-)
+from idempotency.store import RecordStore, StoredResponse
 
 logger = logging.getLogger("idempotency")
 
@@ -91,7 +83,10 @@ def idempotent_operation(
     """
     store = store or RecordStore()
     key = parse_key(key, idempotency_settings.MAX_KEY_LENGTH)
-    decision = store.reserve(
+    outcome = begin(
+        store,
+        sender=idempotent_operation,
+        request=None,
         scope=scope,
         key=key,
         fingerprint=hash_document(canonical(fingerprint)),
@@ -100,34 +95,14 @@ def idempotent_operation(
         lease=lease or idempotency_settings.LEASE,
         expiry=expiry or idempotency_settings.EXPIRY,
     )
-    events = KeyEvents(idempotent_operation, scope, key, None, store.using)
-    events.decided(decision)
-    if isinstance(decision, Replay):
-        yield Run(should_run=False, result=json.loads(decision.response.body))
+    if isinstance(outcome, StoredResponse):
+        yield Run(should_run=False, result=json.loads(outcome.body))
         return
-    if isinstance(decision, InProgress):
-        raise IdempotencyKeyInUse(decision.retry_after)
-    if isinstance(decision, Mismatch):
-        raise IdempotencyKeyReused(
-            f"This key was already used for {decision.path} with another fingerprint."
-        )
     run = Run(should_run=True)
-    try:
-        with store.atomic():
-            yield run
-            body = json.dumps(run.result, cls=DjangoJSONEncoder).encode()
-            store.complete(decision, StoredResponse(200, [], body))
-            events.completed(200)
-    except LeaseLostError:
-        raise IdempotencyLeaseLost() from None
-    except BaseException:
-        try:
-            store.release(decision)
-            events.released()
-        except Exception:
-            # The lease still frees the key when it runs out; the original error matters more.
-            logger.exception("idempotency: could not release a key; its lease will free it")
-        raise
+    with outcome.holding(), store.atomic():
+        yield run
+        body = json.dumps(run.result, cls=DjangoJSONEncoder).encode()
+        outcome.complete(StoredResponse(200, [], body))
     run.result = json.loads(body)
 
 

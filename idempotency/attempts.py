@@ -1,0 +1,133 @@
+"""One attempt at a keyed operation: the protocol the mixin, the decorator and run_once share.
+
+:func:`begin` reserves the key and turns the store's decision into a stored outcome to replay,
+a problem to answer (409, 422), or an :class:`Attempt` that holds the key. The attempt then
+completes the key (fenced by its lease token, in the operation's transaction) or releases it,
+and announces each outcome through :mod:`idempotency.signals`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import InterfaceError, OperationalError, connections
+from django.http import HttpRequest
+
+from idempotency.exceptions import (
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    IdempotencyLeaseLost,
+    StorageUnavailable,
+)
+from idempotency.signals import KeyEvents
+from idempotency.store import (
+    InProgress,
+    LeaseLostError,
+    Mismatch,
+    RecordStore,
+    Replay,
+    Reserved,
+    StoredResponse,
+)
+
+logger = logging.getLogger("idempotency")
+
+# Raised by the store or the operation, these mean the database failed (connection lost,
+# failover, deadlock, timeout): the transaction rolled back, so the client may retry (503).
+STORAGE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """This attempt holds the key: run the operation inside :meth:`holding`."""
+
+    store: RecordStore
+    reservation: Reserved
+    events: KeyEvents
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """Around the operation: a lost lease answers 409 lease-lost, any error frees the key."""
+        try:
+            yield
+        except LeaseLostError:
+            logger.warning("idempotency: lease lost, outcome discarded")
+            raise IdempotencyLeaseLost() from None
+        except BaseException:
+            self.release()
+            raise
+
+    def complete(self, outcome: StoredResponse) -> None:
+        """Store the final outcome; call it in the transaction that holds the operation's writes.
+
+        Raises :class:`~idempotency.store.LeaseLostError` when another attempt took the key over.
+        """
+        self.store.complete(self.reservation, outcome)
+        self.events.completed(outcome.status)
+
+    def release(self) -> None:
+        """Free the key for a retry; never raises (the lease frees it if the database cannot)."""
+        try:
+            self.store.release(self.reservation)
+            self.events.released()
+        except Exception:
+            logger.exception("idempotency: could not release a key; its lease will free it")
+
+
+def begin(
+    store: RecordStore,
+    *,
+    sender: Any,
+    request: HttpRequest | None,
+    scope: str,
+    key: str,
+    fingerprint: str,
+    method: str,
+    path: str,
+    lease: timedelta,
+    expiry: timedelta,
+) -> StoredResponse | Attempt:
+    """Reserve ``key``: the stored outcome to replay, or the :class:`Attempt` now holding it.
+
+    Raises :class:`IdempotencyKeyInUse` (409) while another attempt holds the key and
+    :class:`IdempotencyKeyReused` (422) when it was first used for another request.
+    """
+    decision = store.reserve(
+        scope=scope,
+        key=key,
+        fingerprint=fingerprint,
+        method=method,
+        path=path,
+        lease=lease,
+        expiry=expiry,
+    )
+    events = KeyEvents(sender, scope, key, request, store.using)
+    events.decided(decision)
+    if isinstance(decision, Replay):
+        return decision.response
+    if isinstance(decision, InProgress):
+        raise IdempotencyKeyInUse(decision.retry_after)
+    if isinstance(decision, Mismatch):
+        raise IdempotencyKeyReused(
+            f"This idempotency key was already used for {decision.method} {decision.path} "
+            "with a different request. Use a new key for a new operation."
+        )
+    return Attempt(store, decision, events)
+
+
+def storage_unavailable(exc: Exception) -> StorageUnavailable:
+    """The 503 problem for a database failure, after dropping broken connections.
+
+    Dropping them now lets the retry reconnect, as Django's request cycle would at its next
+    request (not every caller runs one: a test client, a consumer loop).
+    """
+    logger.warning("idempotency: the database failed; answered 503", exc_info=exc)
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
+    return StorageUnavailable()
