@@ -10,7 +10,6 @@ from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpRequest
-from django.urls import ResolverMatch
 from django.utils.datastructures import MultiValueDict
 from rest_framework.request import Request
 
@@ -31,11 +30,12 @@ def request_fingerprint(request: Request) -> str:
     return hash_document(document)
 
 
-def route_identity(request: Request) -> list[Any]:
+def route_identity(request: Request | HttpRequest) -> list[Any]:
+    """The resolved URL pattern and its arguments; the path when the request was not resolved."""
     match = request.resolver_match
     if match is None:
         return [request.path]
-    return route_identity_of(match)
+    return [match.route or match.view_name, list(match.args), sorted(match.kwargs.items())]
 
 
 def hash_document(document: object) -> str:
@@ -85,19 +85,13 @@ def http_request_fingerprint(request: HttpRequest) -> str:
     as Django parses it on first use of ``request.POST``: the view reads it from
     ``request.POST`` and ``request.FILES``, not from ``request.body``.
     """
-    match = request.resolver_match
-    route = [request.path] if match is None else route_identity_of(match)
     document = {
         "method": request.method,
-        "route": route,
+        "route": route_identity(request),
         "query": sorted(request.GET.lists()),
         "body": _http_body(request),
     }
     return hash_document(document)
-
-
-def route_identity_of(match: ResolverMatch) -> list[Any]:
-    return [match.route or match.view_name, list(match.args), sorted(match.kwargs.items())]
 
 
 def _http_body(request: HttpRequest) -> Any:
