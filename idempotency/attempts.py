@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -52,14 +52,25 @@ class Attempt:
 
     @contextmanager
     def holding(self) -> Iterator[None]:
-        """Around the operation: a lost lease answers 409 lease-lost, any error frees the key."""
+        """Around the operation: a lost lease answers 409 lease-lost, any error frees the key.
+
+        An error in an attempt that was taken over also answers 409 lease-lost: the key's
+        outcome is the other attempt's now, and a retry receives it.
+        """
         try:
             yield
         except LeaseLostError:
             logger.warning("idempotency: lease lost, outcome discarded")
             raise IdempotencyLeaseLost() from None
+        except IdempotencyLeaseLost:
+            raise  # release() found the key taken over: nothing left to free
+        except Exception:
+            self.release()  # raises IdempotencyLeaseLost, chained to this error, if taken over
+            raise
         except BaseException:
-            self.release()
+            # KeyboardInterrupt, SystemExit: free the key, but never replace the signal.
+            with suppress(IdempotencyLeaseLost):
+                self.release()
             raise
 
     def complete(self, outcome: StoredResponse) -> None:
@@ -71,12 +82,19 @@ class Attempt:
         self.events.completed(outcome.status)
 
     def release(self) -> None:
-        """Free the key for a retry; never raises (the lease frees it if the database cannot)."""
+        """Free the key for a retry; raises :class:`IdempotencyLeaseLost` if it was taken over.
+
+        A database failure is logged, not raised: the lease frees the key when it runs out.
+        """
         try:
-            self.store.release(self.reservation)
-            self.events.released()
+            released = self.store.release(self.reservation)
         except Exception:
             logger.exception("idempotency: could not release a key; its lease will free it")
+            return
+        if not released:
+            logger.warning("idempotency: lease lost, outcome discarded")
+            raise IdempotencyLeaseLost()
+        self.events.released()
 
 
 def begin(

@@ -227,12 +227,19 @@ class RecordStore:
         if updated != 1:
             raise LeaseLostError(reservation)
 
-    def release(self, reservation: Reserved) -> None:
+    def release(self, reservation: Reserved) -> bool:
         """Free the key for a retry (the operation failed and stored nothing).
 
-        A completed record is never released: when a commit reached the database but its
-        acknowledgement was lost with the connection, the stored outcome is what retries get.
+        Returns False when the key is no longer this reservation's: another attempt took it
+        over, or it completed. A completed record is never released: when a commit reached the
+        database but its acknowledgement was lost with the connection, the stored outcome is
+        what retries get.
         """
-        IdempotencyRecord.objects.using(self.using).filter(
-            pk=reservation.record_id, lease_token=reservation.token, state=State.IN_PROGRESS
-        ).delete()
+        deleted, _ = (
+            IdempotencyRecord.objects.using(self.using)
+            .filter(
+                pk=reservation.record_id, lease_token=reservation.token, state=State.IN_PROGRESS
+            )
+            .delete()
+        )
+        return deleted > 0

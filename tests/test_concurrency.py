@@ -119,3 +119,31 @@ def test_slow_holder_fenced_out_by_a_takeover_leaves_nothing_behind():
     record = IdempotencyRecord.objects.get()
     assert record.state == "completed"
     assert post(url, body, "fence").json()["id"] == widget.pk
+
+
+@pytest.mark.postgres
+def test_fenced_out_holder_that_crashes_answers_lease_lost_not_500():
+    """The first attempt loses its lease, then raises: the key's outcome is the takeover's."""
+    url = "/test/crash-if-first/"
+    results = {}
+
+    def first():
+        client = APIClient()
+        client.raise_request_exception = False
+        results["first"] = client.post(
+            url, {"name": "w"}, format="json", headers={"Idempotency-Key": "crash"}
+        )
+        connections.close_all()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    threading.Event().wait(0.6)  # past the 300 ms lease, while the first attempt sleeps
+    results["second"] = post(url, {"name": "w"}, "crash")
+    thread.join()
+
+    assert results["second"].status_code == 201
+    assert results["first"].status_code == 409
+    assert results["first"].json()["type"].endswith("lease-lost")
+    widget = Widget.objects.get()  # the crashed attempt's widget rolled back
+    assert IdempotencyRecord.objects.get().state == "completed"
+    assert post(url, {"name": "w"}, "crash").json() == {"id": widget.pk}

@@ -166,3 +166,38 @@ def test_unique_constraint_holds_in_the_database():
     IdempotencyRecordFactory(scope="s", key="k")
     with pytest.raises(IntegrityError):
         IdempotencyRecordFactory(scope="s", key="k")
+
+
+def test_release_reports_whether_the_key_was_still_this_reservations(store, clock):
+    first = reserve(store)
+    clock.advance(seconds=61)
+    second = reserve(store)
+    assert store.release(first) is False
+    assert store.release(second) is True
+
+
+def test_failed_attempt_that_was_taken_over_answers_lease_lost(store, clock):
+    from idempotency.attempts import begin
+    from idempotency.exceptions import IdempotencyLeaseLost
+
+    def attempt():
+        return begin(
+            store,
+            sender=None,
+            request=None,
+            scope="s",
+            key="k",
+            fingerprint="f",
+            method="POST",
+            path="/p",
+            lease=LEASE,
+            expiry=EXPIRY,
+        )
+
+    first = attempt()
+    clock.advance(seconds=61)
+    attempt()  # takes the key over
+    with pytest.raises(IdempotencyLeaseLost) as raised, first.holding():
+        raise RuntimeError("crashed after losing the lease")
+    assert isinstance(raised.value.__context__, RuntimeError)
+    assert IdempotencyRecord.objects.get().state == "in_progress"  # the new holder's

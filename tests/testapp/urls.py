@@ -18,5 +18,6 @@ urlpatterns = [
     path("throttled-widgets/", views.ThrottledWidgetView.as_view(), name="throttled-widgets"),
     path("atomic-check/", views.AtomicCheckView.as_view(), name="atomic-check"),
     path("short-lease-widgets/", views.ShortLeaseWidgetView.as_view(), name="short-lease"),
+    path("crash-if-first/", views.CrashIfFirstWidgetView.as_view(), name="crash-if-first"),
     *router.urls,
 ]

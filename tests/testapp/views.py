@@ -135,3 +135,16 @@ class ShortLeaseWidgetView(WidgetView):
     """Holds its keys for 300 ms, so a slow operation outlives its lease."""
 
     idempotency_lease = timedelta(milliseconds=300)
+
+
+class CrashIfFirstWidgetView(ShortLeaseWidgetView):
+    """The first attempt sleeps past its lease, then crashes; later attempts succeed."""
+
+    def post(self, request, *args, **kwargs):
+        Operation.run()
+        first = Operation.calls == 1
+        widget = Widget.objects.create(name=request.data.get("name", "w"))
+        if first:
+            time.sleep(1.0)
+            raise RuntimeError("first attempt crashed after losing its lease")
+        return Response({"id": widget.pk}, status=status.HTTP_201_CREATED)
