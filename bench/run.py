@@ -41,10 +41,11 @@ class Plan:
     duration: float  # seconds measured
     replay_pool: int  # completed keys the replays cycle through
     purge_expired: int  # expired records the purge deletes, beside the live ones of the stages
+    store_probes: int  # new keys (and their replays) timed through RecordStore at each stage
 
 
-FULL = Plan("full", (0, 100_000, 1_000_000), (1, 8, 32), 5, 0.3, 1.5, 300, 1_000_000)
-QUICK = Plan("quick", (0, 10_000), (1, 8), 1, 0.3, 1.0, 50, 10_000)
+FULL = Plan("full", (0, 100_000, 1_000_000), (1, 8, 32), 5, 0.3, 1.5, 300, 1_000_000, 1000)
+QUICK = Plan("quick", (0, 10_000), (1, 8), 1, 0.3, 1.0, 50, 10_000, 100)
 
 
 @dataclass(frozen=True)
@@ -254,6 +255,8 @@ def run_stage(
     load_before = machine.load_average()
     pool = seed_replay_pool(context, stage_index)
     queries = count_queries(context, pool[0])
+    store = store_latency(own_scope(), plan.store_probes)
+    close_django_connections()
     for round_index in range(plan.rounds):
         for cell, concurrency in enumerate(plan.concurrency):
             for variant in rotation(VARIANTS, round_index + cell + stage_index):
@@ -295,6 +298,54 @@ def run_stage(
         "rows_at_end": database.count(context.url),
         "load_average_before": load_before,
         "queries": queries,
+        "store": store,
+    }
+
+
+def store_latency(scope: str, probes: int) -> dict[str, float]:
+    """The library's own statements as the table grows, without HTTP: ``RecordStore`` in this
+    process, on the record table, for a new key (reserve, complete) and for its replay."""
+    from datetime import timedelta
+
+    from idempotency.store import RecordStore, Replay, Reserved, StoredResponse
+
+    store = RecordStore()
+    outcome = StoredResponse(201, [("Content-Type", "application/json")], BODY.encode() * 2)
+    first: list[int] = []
+    replay: list[int] = []
+    lease, expiry = timedelta(seconds=60), timedelta(hours=24)
+
+    def reserve(key: str) -> object:
+        return store.reserve(
+            scope=scope,
+            key=key,
+            fingerprint="bench-store-probe",
+            method="POST",
+            path=PAYMENTS_PATH,
+            lease=lease,
+            expiry=expiry,
+        )
+
+    for _ in range(probes):
+        key = str(uuid.uuid4())
+        began = time.perf_counter()
+        reservation = reserve(key)
+        assert isinstance(reservation, Reserved)
+        with store.atomic():
+            store.complete(reservation, outcome)
+        reserved = time.perf_counter()
+        assert isinstance(reserve(key), Replay)
+        ended = time.perf_counter()
+        first.append(int((reserved - began) * 1_000_000))
+        replay.append(int((ended - reserved) * 1_000_000))
+    first.sort()
+    replay.sort()
+    return {
+        "probes": probes,
+        "first_p50_ms": percentile_ms(first, 50),
+        "first_p99_ms": percentile_ms(first, 99),
+        "replay_p50_ms": percentile_ms(replay, 50),
+        "replay_p99_ms": percentile_ms(replay, 99),
     }
 
 
