@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -39,7 +40,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def stop_on_signal(signum: int, frame: object) -> None:
+    # SystemExit unwinds the run, so the gunicorn it started is stopped on the way out.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str]) -> int:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop_on_signal)
     options = parse(argv)
     plan = QUICK if options.quick else FULL
     stem = options.out or RESULTS / ("quick" if options.quick else "latest")
