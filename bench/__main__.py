@@ -13,8 +13,9 @@ import signal
 import sys
 from pathlib import Path
 
-from bench import report
-from bench.run import FULL, QUICK, execute
+from bench import report, targets
+from bench.plan import FULL, QUICK
+from bench.run import execute
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/bench_idempotency"
@@ -59,7 +60,7 @@ def main(argv: list[str]) -> int:
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     results["note"] = options.note
-    results["targets"] = report.evaluate(results)
+    results["targets"] = targets.evaluate(results)
     stem.parent.mkdir(parents=True, exist_ok=True)
     text = report.markdown(results)
     stem.with_suffix(".md").write_text(text)

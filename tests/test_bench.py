@@ -10,8 +10,9 @@ from django.http import HttpResponse
 from django.test import RequestFactory
 
 from bench.middleware import COUNT_HEADER, RESULT_HEADER, QueryCountMiddleware, label
-from bench.report import split
-from bench.run import VARIANTS, percentile_ms, rotation
+from bench.plan import VARIANTS, rotation
+from bench.stats import percentile_ms
+from bench.targets import split
 from idempotency.models import IdempotencyRecord
 
 
