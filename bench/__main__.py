@@ -38,6 +38,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="results file stem (default: bench/results/latest, or .../quick with --quick)",
     )
     parser.add_argument("--note", default="", help="a sentence to print with the results")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="run nothing: judge the targets and write the Markdown again from a results JSON",
+    )
     return parser.parse_args(argv)
 
 
@@ -50,16 +56,21 @@ def main(argv: list[str]) -> int:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, stop_on_signal)
     options = parse(argv)
-    plan = QUICK if options.quick else FULL
-    stem = options.out or RESULTS / ("quick" if options.quick else "latest")
-    results = execute(
-        plan,
-        options.database_url,
-        options.workers,
-        options.threads,
-        log=lambda line: print(line, file=sys.stderr, flush=True),
-    )
-    results["note"] = options.note
+    if options.render:
+        stem = options.out or options.render.with_suffix("")
+        results = json.loads(options.render.read_text())
+        results["note"] = options.note or results.get("note", "")
+    else:
+        plan = QUICK if options.quick else FULL
+        stem = options.out or RESULTS / ("quick" if options.quick else "latest")
+        results = execute(
+            plan,
+            options.database_url,
+            options.workers,
+            options.threads,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+        results["note"] = options.note
     results["targets"] = targets.evaluate(results)
     stem.parent.mkdir(parents=True, exist_ok=True)
     text = report.markdown(results)

@@ -27,8 +27,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"{' with uncommitted changes' if host['worktree_changes'] else ''}.",
         "",
         f"Load average (1, 5, 15 min): {fmt_load(load['start'])} at the start, "
-        f"{fmt_load(load['end'])} at the end ({host['cores']} cores: a load above "
-        f"{host['cores']} means other work shared the CPUs with the benchmark).",
+        f"{fmt_load(load['end'])} at the end. The load average counts the benchmark's own "
+        "processes (gunicorn threads, PostgreSQL backends, the load generator); the line below "
+        "measures what everything else took.",
         "",
         other_load_line(results),
         *(["", f"Note: {results['note']}"] if results.get("note") else []),
