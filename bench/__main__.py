@@ -28,7 +28,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--database-url",
         default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL),
-        help="PostgreSQL database the benchmark drops and recreates (default: %(default)s)",
+        help="PostgreSQL database the benchmark drops and recreates; its name must start with "
+        "'bench' (default: %(default)s)",
     )
     parser.add_argument("--workers", type=int, default=cores + 1, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=2, help="threads per gunicorn worker")

@@ -66,8 +66,14 @@ def connect(url: str, **overrides: str) -> psycopg.Connection[tuple[Any, ...]]:
 
 
 def recreate(url: str) -> None:
-    """Drop and create the database, so every run starts from the same empty state."""
+    """Drop and create the database, so every run starts from the same empty state.
+
+    Only a database whose name starts with ``bench``: a URL pointing at real data by mistake
+    must not cost that data.
+    """
     name = parts(url)["dbname"]
+    if not name.startswith("bench"):
+        raise SystemExit(f"Refusing to drop database {name!r}: its name must start with 'bench'.")
     with connect(url, dbname="postgres") as connection:
         connection.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
