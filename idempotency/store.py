@@ -11,13 +11,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from django.db import IntegrityError, router, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from idempotency.models import IdempotencyRecord
+from idempotency.statements import record_statements
 
 if TYPE_CHECKING:
     from django.db.transaction import Atomic
@@ -131,26 +132,42 @@ class RecordStore:
         lease: timedelta,
         expiry: timedelta,
     ) -> int | None:
-        """INSERT the reservation and return its id; ``None`` if the key exists."""
-        record = IdempotencyRecord(
-            scope=scope,
-            key=key,
-            fingerprint=fingerprint,
-            method=method,
-            path=path,
-            state=State.IN_PROGRESS,
-            lease_token=token,
-            locked_until=now + lease,
-            created_at=now,
-            expires_at=now + expiry,
-        )
+        """INSERT the reservation and return its id; ``None`` if the key exists.
+
+        Outside a transaction it is one autocommitted statement: the reservation is visible to
+        every other worker as soon as it returns.
+        """
+        values = {
+            "scope": scope,
+            "key": key,
+            "fingerprint": fingerprint,
+            "method": method,
+            "path": path,
+            "state": State.IN_PROGRESS,
+            "response_headers": [],
+            "response_body": b"",
+            "lease_token": token,
+            "locked_until": now + lease,
+            "created_at": now,
+            "expires_at": now + expiry,
+        }
+        statements = record_statements(self.using)
+        if statements.insert is None:
+            return self._insert_with_orm(values)
+        connection = connections[self.using]
+        with connection.cursor() as cursor:
+            cursor.execute(statements.insert, statements.insert_params(connection, values))
+            row = cursor.fetchone()
+        return None if row is None else int(row[0])
+
+    def _insert_with_orm(self, values: dict[str, Any]) -> int | None:
+        record = IdempotencyRecord(**values)
         try:
             if transaction.get_connection(self.using).in_atomic_block:
                 # Inside a caller's transaction a savepoint keeps a collision from breaking it.
                 with self.atomic():
                     record.save(using=self.using, force_insert=True)
             else:
-                # One autocommitted statement: visible to every other worker once it returns.
                 record.save(using=self.using, force_insert=True)
         except IntegrityError:
             return None
@@ -212,18 +229,22 @@ class RecordStore:
         Call it inside the transaction that holds the operation's writes, so that a fenced-out
         attempt rolls them back together with its outcome.
         """
-        updated = (
-            IdempotencyRecord.objects.using(self.using)
-            .filter(pk=reservation.record_id, lease_token=reservation.token)
-            .update(
-                state=State.COMPLETED,
-                response_status=response.status,
-                response_headers=[list(header) for header in response.headers],
-                response_body=response.body,
-                completed_at=self.clock(),
-                locked_until=None,
-            )
+        values = {
+            "state": State.COMPLETED,
+            "response_status": response.status,
+            "response_headers": [list(header) for header in response.headers],
+            "response_body": response.body,
+            "completed_at": self.clock(),
+            "locked_until": None,
+        }
+        statements = record_statements(self.using)
+        connection = connections[self.using]
+        params = statements.complete_params(
+            connection, values, reservation.record_id, reservation.token
         )
+        with connection.cursor() as cursor:
+            cursor.execute(statements.complete, params)
+            updated = cursor.rowcount
         if updated != 1:
             raise LeaseLostError(reservation)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -25,8 +26,18 @@ EXPIRY = timedelta(hours=24)
 OUTCOME = StoredResponse(201, [("Content-Type", "application/json")], b'{"id": 1}')
 
 
-@pytest.fixture
-def store(clock):
+@pytest.fixture(params=["native", "orm"])
+def store(request, clock, monkeypatch):
+    """Each test runs on the native INSERT ... ON CONFLICT and on the ORM fallback."""
+    if request.param == "orm":
+        from idempotency import store as store_module
+
+        native = store_module.record_statements
+        monkeypatch.setattr(
+            store_module,
+            "record_statements",
+            lambda alias: dataclasses.replace(native(alias), insert=None),
+        )
     return RecordStore(clock=clock)
 
 
