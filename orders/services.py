@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 def place_order(
     *, user: User, product: Product, quantity: int, fault: Fault | None = None
 ) -> Order:
-    with transaction.atomic():
+    # No savepoint: the caller's transaction (the mixin's) rolls the whole operation back.
+    with transaction.atomic(savepoint=False):
         # One conditional UPDATE: the database checks and takes the stock under the row's lock
         # (PostgreSQL re-evaluates the WHERE after waiting for a concurrent writer), so orders
         # racing for the last units can never take more than there is. No read-then-write.

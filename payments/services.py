@@ -33,7 +33,8 @@ def take_payment(
     ``gateway_key`` a retry of the same operation gets the same charge back; without one
     every call is a new charge.
     """
-    with transaction.atomic():
+    # No savepoint: the caller's transaction (the mixin's) rolls the whole operation back.
+    with transaction.atomic(savepoint=False):
         charge = gateway.charge(
             amount=amount,
             currency=currency,
