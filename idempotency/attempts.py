@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import InterfaceError, OperationalError, connections
+from django.db import InterfaceError, OperationalError, connections, transaction
 from django.http import HttpRequest
 
 from idempotency.exceptions import (
@@ -136,6 +136,17 @@ def begin(
             "with a different request. Use a new key for a new operation."
         )
     return Attempt(store, decision, events)
+
+
+def unprotected_request_transaction(using: str) -> AbstractContextManager[Any]:
+    """The transaction ATOMIC_REQUESTS would have wrapped an unprotected request in.
+
+    Protected views are taken out of the request-wide transaction (the reservation must commit
+    on its own); requests they do not protect get it back here.
+    """
+    if transaction.get_connection(using).settings_dict.get("ATOMIC_REQUESTS"):
+        return transaction.atomic(using=using)
+    return nullcontext()
 
 
 def storage_unavailable(exc: Exception) -> StorageUnavailable:

@@ -22,7 +22,13 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 
-from idempotency.attempts import STORAGE_ERRORS, Attempt, begin, storage_unavailable
+from idempotency.attempts import (
+    STORAGE_ERRORS,
+    Attempt,
+    begin,
+    storage_unavailable,
+    unprotected_request_transaction,
+)
 from idempotency.conf import idempotency_settings
 from idempotency.exceptions import IdempotencyKeyMissing, ProblemDetailsError, problem_response
 from idempotency.fingerprints import http_request_fingerprint
@@ -136,10 +142,8 @@ class _Guard:
             return problem_response(storage_unavailable(error))
 
     def _unprotected(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        if transaction.get_connection(self.store.using).settings_dict.get("ATOMIC_REQUESTS"):
-            with self.store.atomic():
-                return self.view(request, *args, **kwargs)
-        return self.view(request, *args, **kwargs)
+        with unprotected_request_transaction(self.store.using):
+            return self.view(request, *args, **kwargs)
 
     def _run(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         raw = request.headers.get(idempotency_settings.HEADER)

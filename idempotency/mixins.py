@@ -15,7 +15,13 @@ from django.http.response import HttpResponseBase
 from rest_framework.exceptions import ParseError, UnsupportedMediaType, ValidationError
 from rest_framework.request import Request
 
-from idempotency.attempts import STORAGE_ERRORS, Attempt, begin, storage_unavailable
+from idempotency.attempts import (
+    STORAGE_ERRORS,
+    Attempt,
+    begin,
+    storage_unavailable,
+    unprotected_request_transaction,
+)
 from idempotency.conf import idempotency_settings
 from idempotency.exceptions import (
     IdempotencyKeyMissing,
@@ -170,11 +176,8 @@ class IdempotentMixin(_Base):
     def _dispatch_unprotected(
         self, request: HttpRequest, *args: Any, **kwargs: Any
     ) -> HttpResponseBase:
-        using = self._idempotency_database()
-        if transaction.get_connection(using).settings_dict.get("ATOMIC_REQUESTS"):
-            with transaction.atomic(using=using):
-                return super().dispatch(request, *args, **kwargs)
-        return super().dispatch(request, *args, **kwargs)
+        with unprotected_request_transaction(self._idempotency_database()):
+            return super().dispatch(request, *args, **kwargs)
 
     def _handler(self, request: Request) -> Handler:
         method = (request.method or "").lower()

@@ -22,7 +22,6 @@ another fingerprint raises :class:`~idempotency.exceptions.IdempotencyKeyReused`
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,8 +35,6 @@ from idempotency.conf import idempotency_settings
 from idempotency.fingerprints import canonical, hash_document
 from idempotency.keys import parse_key
 from idempotency.store import RecordStore, StoredResponse
-
-logger = logging.getLogger("idempotency")
 
 # What the record shows in the method column for operations that are not HTTP requests.
 OPERATION_METHOD = "EVENT"
