@@ -69,6 +69,7 @@ def _prepared(
     return [_field(name).get_db_prep_save(values[name], connection) for name in names]
 
 
+@cache  # looked up for every parameter of every new key: the model's fields never change
 def _field(name: str) -> Field[Any, Any]:
     field = IdempotencyRecord._meta.get_field(name)
     assert isinstance(field, Field)
