@@ -15,14 +15,32 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import InterfaceError, OperationalError, connections, transaction
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    connections,
+    transaction,
+)
+from django.db.transaction import TransactionManagementError
 from django.http import HttpRequest
+from rest_framework.exceptions import (
+    AuthenticationFailed,
+    NotAuthenticated,
+    ParseError,
+    PermissionDenied,
+    Throttled,
+    UnsupportedMediaType,
+    ValidationError,
+)
 
 from idempotency.exceptions import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     IdempotencyLeaseLost,
     StorageUnavailable,
+    TransactionAborted,
 )
 from idempotency.signals import KeyEvents
 from idempotency.store import (
@@ -42,6 +60,65 @@ logger = logging.getLogger("idempotency")
 STORAGE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 
 
+# Raised inside the operation, these refuse the request as sent or say "not now": the outcome is
+# not final, so the key is released (and the operation's writes roll back) for the corrected or
+# later request to use, as Stripe does for requests that fail validation or conflict.
+RELEASING_EXCEPTIONS: tuple[type[Exception], ...] = (
+    # The input was refused: the corrected request may use the key.
+    ValidationError,
+    ParseError,
+    UnsupportedMediaType,
+    # Access was refused: a retry must be judged by who asks then, never replayed a refusal.
+    NotAuthenticated,
+    AuthenticationFailed,
+    PermissionDenied,
+    DjangoPermissionDenied,
+    # Not now: rate limits and our own transient problems (a nested key in use, a lease lost,
+    # the database lost) pass; storing them would freeze a temporary answer until expiry.
+    Throttled,
+    IdempotencyKeyInUse,
+    IdempotencyLeaseLost,
+    StorageUnavailable,
+)
+
+# Answered (returned, not raised) with these statuses, an outcome is as transient as the
+# exceptions above: authentication, permission, timeout, "too early" and rate limits.
+TRANSIENT_STATUSES = frozenset({401, 403, 408, 425, 429})
+
+
+def is_final(status: int, exception: BaseException | None = None) -> bool:
+    """Whether an outcome is the key's answer for good (stored, replayed) or the key is freed.
+
+    The one rule every entry point follows: 2xx, 3xx and 4xx outcomes are final, except
+    refusals of the input, of access or of the moment (:data:`RELEASING_EXCEPTIONS`,
+    :data:`TRANSIENT_STATUSES`); 5xx never is.
+    """
+    if isinstance(exception, RELEASING_EXCEPTIONS):
+        return False
+    return status < 500 and status not in TRANSIENT_STATUSES
+
+
+class Transaction:
+    """The operation's transaction, as :meth:`Attempt.transaction` yields it."""
+
+    def __init__(self, attempt: Attempt) -> None:
+        self.attempt = attempt
+        self.completed = False
+        self.committed = False
+
+    def complete(self, outcome: StoredResponse) -> None:
+        """Store the final outcome with the operation's writes (raises LeaseLostError if lost)."""
+        self.attempt.complete(outcome)
+        self.completed = True
+
+    def discard(self) -> None:
+        """Roll the operation's writes back: the outcome is not final."""
+        transaction.set_rollback(True, using=self.attempt.store.using)
+
+    def _mark_committed(self) -> None:
+        self.committed = True
+
+
 @dataclass(frozen=True)
 class Attempt:
     """This attempt holds the key: run the operation inside :meth:`holding`."""
@@ -59,11 +136,17 @@ class Attempt:
         """
         try:
             yield
-        except LeaseLostError:
+        except LeaseLostError as error:
+            if error.reservation != self.reservation:
+                self.release()  # a nested key's lease was lost: ours is still held
+                raise
             logger.warning("idempotency: lease lost, outcome discarded")
-            raise IdempotencyLeaseLost() from None
-        except IdempotencyLeaseLost:
-            raise  # release() found the key taken over: nothing left to free
+            raise IdempotencyLeaseLost(key_holder=self) from None
+        except IdempotencyLeaseLost as error:
+            if error.key_holder is self:
+                raise  # release() found the key taken over: nothing left to free
+            self.release()  # a nested key's lease was lost: ours is still held
+            raise
         except Exception:
             self.release()  # raises IdempotencyLeaseLost, chained to this error, if taken over
             raise
@@ -73,12 +156,53 @@ class Attempt:
                 self.release()
             raise
 
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """The transaction that holds the operation's writes and, if final, its outcome.
+
+        Call :meth:`Transaction.complete` or :meth:`Transaction.discard` before the block ends.
+        An ``on_commit`` callback that raises after the commit cannot undo it: the outcome is
+        stored, so the error is logged as what it is and the block ends normally
+        (``Transaction.committed`` tells).
+        """
+        state = Transaction(self)
+        try:
+            with self.store.atomic():
+                # Registered first, so it runs before any callback the operation registers.
+                transaction.on_commit(state._mark_committed, using=self.store.using)
+                yield state
+        except Exception:
+            if not (state.committed and state.completed):
+                raise
+            logger.exception(
+                "idempotency: an on_commit callback raised after the outcome was stored "
+                "(scope=%s key=%s); the stored outcome stands and retries receive it",
+                self.events.scope,
+                self.events.key,
+            )
+
     def complete(self, outcome: StoredResponse) -> None:
         """Store the final outcome; call it in the transaction that holds the operation's writes.
 
-        Raises :class:`~idempotency.store.LeaseLostError` when another attempt took the key over.
+        Raises :class:`~idempotency.store.LeaseLostError` when another attempt took the key
+        over, and :class:`TransactionAborted` when the operation left its transaction unusable.
         """
-        self.store.complete(self.reservation, outcome)
+        connection = transaction.get_connection(self.store.using)
+        try:
+            if connection.needs_rollback:
+                raise TransactionManagementError("the transaction is marked for rollback")
+            self.store.complete(self.reservation, outcome)
+        except DatabaseError as error:
+            if not _in_failed_transaction(error):
+                raise
+            logger.error(
+                "idempotency: the operation caught a database error inside its transaction "
+                "without a savepoint, so its writes and its outcome (status %s) cannot be "
+                "stored; nothing was kept. Wrap the statement that may fail in its own "
+                "transaction.atomic() block (a savepoint) and catch the error outside it.",
+                outcome.status,
+            )
+            raise TransactionAborted() from error
         self.events.completed(outcome.status)
 
     def release(self) -> None:
@@ -93,8 +217,16 @@ class Attempt:
             return
         if not released:
             logger.warning("idempotency: lease lost, outcome discarded")
-            raise IdempotencyLeaseLost()
+            raise IdempotencyLeaseLost(key_holder=self)
         self.events.released()
+
+
+def _in_failed_transaction(error: DatabaseError) -> bool:
+    # PostgreSQL refuses every statement after an error the operation caught without a
+    # savepoint (SQLSTATE 25P02); Django says so itself when the ORM marked the rollback.
+    if isinstance(error, TransactionManagementError):
+        return True
+    return getattr(error.__cause__, "sqlstate", None) == "25P02"
 
 
 def begin(
@@ -124,6 +256,10 @@ def begin(
         lease=lease,
         expiry=expiry,
     )
+    if isinstance(decision, Mismatch):
+        # Records stored before paths were kept without their query: never reveal one (it may
+        # hold a token) in the answer or the log.
+        decision = Mismatch(decision.method, decision.path.partition("?")[0])
     events = KeyEvents(sender, scope, key, request, store.using)
     events.decided(decision)
     if isinstance(decision, Replay):

@@ -33,7 +33,10 @@ DEFAULTS: dict[str, Any] = {
     "REQUEST_TIMEOUT": None,
     # Longest key accepted, in characters (the database column holds 255).
     "MAX_KEY_LENGTH": 255,
-    # Response headers stored and replayed; Set-Cookie and Date are never replayed.
+    # The largest response body stored for replay, in bytes (a streamed body is read up to it);
+    # past it the operation's writes roll back and the client gets a 500 problem.
+    "MAX_STORED_BODY": 10 * 1024 * 1024,
+    # Response headers stored and replayed (Content-Type always); never Set-Cookie or Date.
     "REPLAYED_HEADERS": ("Content-Type", "Location", "ETag", "Link"),
     # Dotted path to ``f(request) -> str``: whose keys these are (default: the user).
     "SCOPE_FUNCTION": "idempotency.scopes.user_scope",
@@ -104,6 +107,10 @@ class IdempotencySettings:
     @cached_property
     def MAX_KEY_LENGTH(self) -> int:
         return int(self._get("MAX_KEY_LENGTH"))
+
+    @cached_property
+    def MAX_STORED_BODY(self) -> int:
+        return int(self._get("MAX_STORED_BODY"))
 
     @cached_property
     def REPLAYED_HEADERS(self) -> tuple[str, ...]:

@@ -11,32 +11,37 @@ who may make the request now::
 
 from __future__ import annotations
 
-import logging
+import inspect
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import wraps
 from typing import Any, cast, overload
 
+from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 from idempotency.attempts import (
     STORAGE_ERRORS,
     Attempt,
     begin,
+    is_final,
     storage_unavailable,
     unprotected_request_transaction,
 )
 from idempotency.conf import idempotency_settings
-from idempotency.exceptions import IdempotencyKeyMissing, ProblemDetailsError, problem_response
+from idempotency.exceptions import (
+    IdempotencyKeyMissing,
+    ProblemDetailsError,
+    RequestBodyTooLarge,
+    problem_response,
+)
 from idempotency.fingerprints import http_request_fingerprint
 from idempotency.keys import parse_key
-from idempotency.responses import replay_response, replayed_header_names, snapshot
+from idempotency.responses import replay_response, replayed_header_names, snapshot, storable
 from idempotency.store import RecordStore, StoredResponse
-
-logger = logging.getLogger("idempotency")
 
 ViewFunction = Callable[..., HttpResponseBase]
 RequestFunction = Callable[[HttpRequest], str]
@@ -103,6 +108,11 @@ def idempotent(
     """
 
     def decorate(function: ViewFunction) -> ViewFunction:
+        if inspect.iscoroutinefunction(function):
+            raise TypeError(
+                f"@idempotent cannot protect the async view {function.__qualname__}: it would "
+                "answer a coroutine. Protect a sync view, or a DRF view with IdempotentMixin."
+            )
         options = IdempotentViewOptions(
             function, methods, required, lease, expiry, replayed_headers, scope, fingerprint, store
         )
@@ -140,6 +150,8 @@ class _Guard:
             return problem_response(error)
         except STORAGE_ERRORS as error:
             return problem_response(storage_unavailable(error))
+        except RequestDataTooBig:
+            return problem_response(RequestBodyTooLarge())
 
     def _unprotected(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         with unprotected_request_transaction(self.store.using):
@@ -167,7 +179,7 @@ class _Guard:
             key=key,
             fingerprint=fingerprint,
             method=request.method or "",
-            path=request.get_full_path(),
+            path=request.path,
             lease=self.options.lease or idempotency_settings.LEASE,
             expiry=self.options.expiry or idempotency_settings.EXPIRY,
         )
@@ -185,17 +197,18 @@ class _Guard:
         # Raised errors (Http404 included) propagate as usual and free the key for a retry.
         with attempt.holding():
             # The view's writes and the record's completion commit together, or not at all.
-            with self.store.atomic():
+            with attempt.transaction() as operation:
                 response = self.view(request, *args, **kwargs)
                 render = getattr(response, "render", None)
                 if render is not None:
                     render()  # a TemplateResponse: store what will be sent
-                if isinstance(response, HttpResponse) and response.status_code < 500:
+                if is_final(response.status_code):
+                    response = storable(response)
                     replayed = replayed_header_names(self.options.replayed_headers)
-                    attempt.complete(snapshot(response, replayed))
-                    return response
-                if getattr(response, "streaming", False):
-                    logger.warning("idempotency: a streaming response cannot be stored; released")
-                transaction.set_rollback(True, using=self.store.using)
+                    operation.complete(snapshot(response, replayed))
+                else:
+                    operation.discard()
+            if operation.completed:
+                return response
             attempt.release()
             return response

@@ -104,8 +104,11 @@ class IdempotencyLeaseLost(ProblemDetailsError):
     )
     default_code = "idempotency_lease_lost"
 
-    def __init__(self, detail: str | None = None) -> None:
+    def __init__(self, detail: str | None = None, *, key_holder: object = None) -> None:
         super().__init__(detail)
+        # The attempt whose lease was lost: an enclosing attempt (a nested guard) still holds
+        # its own key and must free it.
+        self.key_holder = key_holder
         self.headers["Retry-After"] = "1"
 
 
@@ -150,3 +153,37 @@ class RequestBodyTooLarge(ProblemDetailsError):
     title = _("Request body too large")
     default_detail = _("The request body is larger than this service accepts.")
     default_code = "request_body_too_large"
+
+
+class TransactionAborted(ProblemDetailsError):
+    """The operation caught a database error inside its transaction without a savepoint.
+
+    The database refuses every statement after such an error, so neither the operation's
+    writes nor its outcome can be stored: they roll back, and the key is freed for a retry.
+    """
+
+    status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
+    problem_type = "transaction-aborted"
+    title = _("Transaction aborted")
+    default_detail = _(
+        "The operation's database transaction failed, so nothing was stored. Retry with the "
+        "same idempotency key."
+    )
+    default_code = "idempotency_transaction_aborted"
+
+
+class ResponseNotStorable(ProblemDetailsError):
+    """The operation's response cannot be stored for replay (too large, or async streaming).
+
+    Telling the client "done" without a stored outcome would let a retry run it again, so the
+    operation's writes roll back and the key is freed; the log says what to change.
+    """
+
+    status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
+    problem_type = "response-not-storable"
+    title = _("Response not storable")
+    default_detail = _(
+        "The operation's response could not be stored for replay, so nothing was kept. "
+        "Retry with the same idempotency key."
+    )
+    default_code = "idempotency_response_not_storable"

@@ -10,15 +10,16 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.http.response import HttpResponseBase
-from rest_framework.exceptions import ParseError, UnsupportedMediaType, ValidationError
 from rest_framework.request import Request
 
 from idempotency.attempts import (
+    RELEASING_EXCEPTIONS,
     STORAGE_ERRORS,
     Attempt,
     begin,
+    is_final,
     storage_unavailable,
     unprotected_request_transaction,
 )
@@ -30,7 +31,13 @@ from idempotency.exceptions import (
     problem_response,
 )
 from idempotency.keys import parse_key
-from idempotency.responses import REPLAYED_HEADER, replay_response, replayed_header_names, snapshot
+from idempotency.responses import (
+    REPLAYED_HEADER,
+    replay_response,
+    replayed_header_names,
+    snapshot,
+    storable,
+)
 from idempotency.store import LeaseLostError, RecordStore, StoredResponse
 
 if TYPE_CHECKING:
@@ -43,14 +50,6 @@ else:
 __all__ = ["REPLAYED_HEADER", "RELEASING_EXCEPTIONS", "IdempotentMixin"]
 
 logger = logging.getLogger("idempotency")
-
-# Raised by the operation, these mean "the request was refused as sent": the key stays free so
-# the corrected request can use it, as Stripe does for requests that fail validation.
-RELEASING_EXCEPTIONS: tuple[type[Exception], ...] = (
-    ValidationError,
-    ParseError,
-    UnsupportedMediaType,
-)
 
 Handler = Callable[..., HttpResponseBase]
 
@@ -130,20 +129,35 @@ class IdempotentMixin(_Base):
     def should_store_idempotent_response(
         self, response: HttpResponseBase, exception: Exception | None
     ) -> bool:
-        """Whether this outcome is final (stored and replayed) or the key is released."""
-        if isinstance(exception, RELEASING_EXCEPTIONS):
-            return False
-        if getattr(response, "streaming", False):
-            logger.warning("idempotency: a streaming response cannot be stored; key released")
-            return False
-        return response.status_code < 500
+        """Whether this outcome is final (stored and replayed) or the key is released.
+
+        The default is the rule every entry point shares (:func:`idempotency.attempts.is_final`).
+        """
+        return is_final(response.status_code, exception)
+
+    def check_idempotent_replay_permissions(self, request: Request) -> None:
+        """Run before a stored outcome is replayed: may this caller still see it?
+
+        Authentication, permission and throttle checks ran already. On a view that targets one
+        object (a ``GenericAPIView`` route with its lookup argument, a detail ``@action``), the
+        object's permissions are checked again through ``get_object()`` (one query), so a caller
+        whose access was revoked is refused instead of replayed. Override it to check more, or
+        to skip the query where object permissions cannot change. A ``DELETE`` is replayed
+        without it (its object is gone); any other action that deletes its object must override
+        it, or its replay answers ``get_object()``'s 404.
+        """
+        if request.method == "DELETE":
+            return  # the operation removed the object: there is nothing left to protect
+        get_object = getattr(self, "get_object", None)
+        lookup = getattr(self, "lookup_url_kwarg", None) or getattr(self, "lookup_field", None)
+        if get_object is not None and lookup in self.kwargs:
+            get_object()
 
     # The request cycle --------------------------------------------------------------------
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         # Mirrors APIView.dispatch, with the handler run through the key when it is protected.
-        method = (request.method or "").upper()
-        if method not in self.get_idempotency_methods():
+        if not self._protects(request):
             return self._dispatch_unprotected(request, *args, **kwargs)
         self.args = args
         self.kwargs = kwargs
@@ -166,6 +180,20 @@ class IdempotentMixin(_Base):
         self.response = response  # type: ignore[assignment]
         return response
 
+    def _protects(self, request: HttpRequest) -> bool:
+        """Whether this request goes through the key; every other one runs as without us.
+
+        A method the view does not implement answers DRF's 405 (with ``Allow``), and a keyless
+        request where the key is optional keeps the transaction Django would give it.
+        """
+        method = (request.method or "").upper()
+        if method not in self.get_idempotency_methods():
+            return False
+        if self._handler_for(method) == self.http_method_not_allowed:
+            return False
+        # Where the key is optional, a keyless request is told apart by the header alone.
+        return self.get_idempotency_required() or idempotency_settings.HEADER in request.headers
+
     # DRF types these as Response; at run time any HttpResponse passes (finalize_response asserts
     # HttpResponseBase). Problems are plain HttpResponses so no negotiated renderer reformats them.
     def handle_exception(self, exc: Exception) -> HttpResponseBase:  # type: ignore[override]
@@ -180,18 +208,18 @@ class IdempotentMixin(_Base):
             return super().dispatch(request, *args, **kwargs)
 
     def _handler(self, request: Request) -> Handler:
-        method = (request.method or "").lower()
-        if method in self.http_method_names:
-            handler: Handler = getattr(self, method, self.http_method_not_allowed)
+        return self._handler_for(request.method or "")
+
+    def _handler_for(self, method: str) -> Handler:
+        if method.lower() in self.http_method_names:
+            handler: Handler = getattr(self, method.lower(), self.http_method_not_allowed)
             return handler
         return self.http_method_not_allowed
 
     def _run_idempotently(self, request: Request, handler: Handler) -> HttpResponseBase:
         key = self.get_idempotency_key(request)
         if key is None:
-            if self.get_idempotency_required():
-                raise IdempotencyKeyMissing()
-            return self._final(request, handler(request, *self.args, **self.kwargs))
+            raise IdempotencyKeyMissing()
         # The fingerprint parses the body: malformed input fails here, before anything is stored.
         _refuse_oversized_body(request)
         fingerprint = self.get_idempotency_fingerprint(request)
@@ -206,11 +234,12 @@ class IdempotentMixin(_Base):
             key=key,
             fingerprint=fingerprint,
             method=request.method or "",
-            path=request.get_full_path(),
+            path=request.path,
             lease=self.get_idempotency_lease(),
             expiry=self.get_idempotency_expiry(),
         )
         if isinstance(outcome, StoredResponse):
+            self.check_idempotent_replay_permissions(request)
             return self._final(request, replay_response(outcome))
         return self._run_reserved(request, handler, outcome)
 
@@ -221,21 +250,24 @@ class IdempotentMixin(_Base):
             try:
                 # The operation's writes and the record's completion commit together, or not
                 # at all: a fenced-out attempt (LeaseLostError) leaves nothing behind.
-                with attempt.store.atomic():
+                with attempt.transaction() as operation:
                     response = self._final(request, handler(request, *self.args, **self.kwargs))
                     if self.should_store_idempotent_response(response, None):
-                        attempt.complete(self._snapshot(response))
-                        return response
-                    transaction.set_rollback(True, using=attempt.store.using)
+                        response = storable(response)
+                        operation.complete(self._snapshot(response))
+                    else:
+                        operation.discard()
+                if operation.completed:
+                    return response
             except LeaseLostError:
                 raise
             except Exception as exc:
                 # The operation raised: its writes are rolled back. An API error (404, 409, ...)
-                # is still its final outcome; validation errors and crashes free the key.
+                # is still its final outcome; refusals and crashes free the key.
                 response = self._final(request, self.handle_exception(exc))
                 if self.should_store_idempotent_response(response, exc):
-                    with attempt.store.atomic():
-                        attempt.complete(self._snapshot(response))
+                    with attempt.transaction() as operation:
+                        operation.complete(self._snapshot(storable(response)))
                     return response
             attempt.release()
             return response
@@ -254,7 +286,6 @@ class IdempotentMixin(_Base):
         return response
 
     def _snapshot(self, response: HttpResponseBase) -> StoredResponse:
-        assert isinstance(response, HttpResponse)
         return snapshot(response, self.get_idempotency_replayed_headers())
 
 

@@ -96,10 +96,10 @@ def idempotent_operation(
         yield Run(should_run=False, result=json.loads(outcome.body))
         return
     run = Run(should_run=True)
-    with outcome.holding(), store.atomic():
+    with outcome.holding(), outcome.transaction() as guarded:
         yield run
         body = json.dumps(run.result, cls=DjangoJSONEncoder).encode()
-        outcome.complete(StoredResponse(200, [], body))
+        guarded.complete(StoredResponse(200, [], body))
     run.result = json.loads(body)
 
 

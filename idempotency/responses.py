@@ -2,27 +2,91 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
 
 from django.http import HttpResponse
+from django.http.response import HttpResponseBase
 
 from idempotency.conf import NEVER_REPLAYED_HEADERS, idempotency_settings
+from idempotency.exceptions import ResponseNotStorable
 from idempotency.store import StoredResponse
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 
+logger = logging.getLogger("idempotency")
+
 
 def replayed_header_names(names: Collection[str] | None = None) -> frozenset[str]:
-    """Lower-cased names of the headers to store: ``names`` or the setting, never Set-Cookie."""
+    """Lower-cased names of the headers to store: ``names`` or the setting, never Set-Cookie.
+
+    ``Content-Type`` is always kept: a body replayed without it is a different response.
+    """
     if names is None:
         names = idempotency_settings.REPLAYED_HEADERS
-    return frozenset(name.lower() for name in names) - NEVER_REPLAYED_HEADERS
+    return (frozenset(name.lower() for name in names) | {"content-type"}) - NEVER_REPLAYED_HEADERS
 
 
-def snapshot(response: HttpResponse, replayed: frozenset[str]) -> StoredResponse:
-    """The status, the allow-listed headers and the rendered body of ``response``."""
+def storable(response: HttpResponseBase) -> HttpResponseBase:
+    """``response`` with its whole body in memory, so it can be stored and replayed.
+
+    A streaming response (``StreamingHttpResponse``, ``FileResponse``) is read here, inside the
+    operation's transaction, up to ``MAX_STORED_BODY`` bytes, and then streams what was read:
+    telling the client "done" while the writes roll back (or storing no outcome, so a retry
+    runs again) is what must never happen. Past the limit, or for an async iterator a sync view
+    cannot read, it raises :class:`ResponseNotStorable`.
+    """
+    if not getattr(response, "streaming", False):
+        return response
+    limit = idempotency_settings.MAX_STORED_BODY
+    if getattr(response, "is_async", False):
+        logger.error(
+            "idempotency: an async streaming response cannot be stored for replay by a sync "
+            "view; answer a regular HttpResponse or a sync iterator from a protected view"
+        )
+        raise ResponseNotStorable()
+    body = bytearray()
+    for chunk in response.streaming_content:  # type: ignore[attr-defined]
+        body += chunk
+        if len(body) > limit:
+            _log_too_large(limit)
+            raise ResponseNotStorable()
+    # Not response.close(): it would send request_finished, which closes the connection that
+    # holds the operation's transaction. Django closes the response (and its file) as usual.
+    response.streaming_content = [bytes(body)]  # type: ignore[attr-defined]
+    return response
+
+
+def snapshot(response: HttpResponseBase, replayed: frozenset[str]) -> StoredResponse:
+    """The status, the allow-listed headers and the rendered body of ``response``.
+
+    Pass a streaming response through :func:`storable` first. Raises
+    :class:`ResponseNotStorable` for a body over ``MAX_STORED_BODY``.
+    """
+    body = _body(response)
+    if len(body) > idempotency_settings.MAX_STORED_BODY:
+        _log_too_large(idempotency_settings.MAX_STORED_BODY)
+        raise ResponseNotStorable()
     headers = [(name, value) for name, value in response.items() if name.lower() in replayed]
-    return StoredResponse(response.status_code, headers, bytes(response.content))
+    return StoredResponse(response.status_code, headers, body)
+
+
+def _body(response: HttpResponseBase) -> bytes:
+    if isinstance(response, HttpResponse):
+        return bytes(response.content)
+    # A streaming response that storable() read: one chunk, read again and put back.
+    body = b"".join(response.streaming_content)  # type: ignore[attr-defined]
+    response.streaming_content = [body]  # type: ignore[attr-defined]
+    return body
+
+
+def _log_too_large(limit: int) -> None:
+    logger.error(
+        "idempotency: a response of a protected view is over MAX_STORED_BODY (%d bytes); "
+        "nothing was stored and its writes rolled back. Raise the setting or leave this view "
+        "unprotected.",
+        limit,
+    )
 
 
 def replay_response(stored: StoredResponse) -> HttpResponse:

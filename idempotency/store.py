@@ -71,6 +71,10 @@ Decision = Reserved | Replay | InProgress | Mismatch
 class LeaseLostError(Exception):
     """The reservation's token is no longer current: another attempt took the key over."""
 
+    def __init__(self, reservation: Reserved) -> None:
+        super().__init__(reservation)
+        self.reservation = reservation
+
 
 class RecordStore:
     """Database-backed key store. ``clock`` is injectable so tests can move time."""

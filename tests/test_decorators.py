@@ -200,10 +200,13 @@ def test_a_returned_4xx_is_stored_and_replayed(client):
     assert replay["Idempotent-Replayed"] == "true"
 
 
-def test_a_streaming_response_is_not_stored(client):
+def test_a_streaming_response_is_stored_with_its_writes(client):
     response = post(client, {"behaviour": "stream"})
+    replay = post(client, {"behaviour": "stream"})
     assert b"".join(response.streaming_content) == b"ab"
-    assert not IdempotencyRecord.objects.exists()
+    assert replay.content == b"ab"
+    assert Widget.objects.count() == 1
+    assert IdempotencyRecord.objects.get().state == "completed"
 
 
 def test_a_template_response_is_rendered_and_stored(client):
