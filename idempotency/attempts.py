@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import (
     DatabaseError,
     InterfaceError,
@@ -25,15 +24,6 @@ from django.db import (
 )
 from django.db.transaction import TransactionManagementError
 from django.http import HttpRequest
-from rest_framework.exceptions import (
-    AuthenticationFailed,
-    NotAuthenticated,
-    ParseError,
-    PermissionDenied,
-    Throttled,
-    UnsupportedMediaType,
-    ValidationError,
-)
 
 from idempotency.exceptions import (
     IdempotencyKeyInUse,
@@ -58,44 +48,6 @@ logger = logging.getLogger("idempotency")
 # Raised by the store or the operation, these mean the database failed (connection lost,
 # failover, deadlock, timeout): the transaction rolled back, so the client may retry (503).
 STORAGE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
-
-
-# Raised inside the operation, these refuse the request as sent or say "not now": the outcome is
-# not final, so the key is released (and the operation's writes roll back) for the corrected or
-# later request to use, as Stripe does for requests that fail validation or conflict.
-RELEASING_EXCEPTIONS: tuple[type[Exception], ...] = (
-    # The input was refused: the corrected request may use the key.
-    ValidationError,
-    ParseError,
-    UnsupportedMediaType,
-    # Access was refused: a retry must be judged by who asks then, never replayed a refusal.
-    NotAuthenticated,
-    AuthenticationFailed,
-    PermissionDenied,
-    DjangoPermissionDenied,
-    # Not now: rate limits and our own transient problems (a nested key in use, a lease lost,
-    # the database lost) pass; storing them would freeze a temporary answer until expiry.
-    Throttled,
-    IdempotencyKeyInUse,
-    IdempotencyLeaseLost,
-    StorageUnavailable,
-)
-
-# Answered (returned, not raised) with these statuses, an outcome is as transient as the
-# exceptions above: authentication, permission, timeout, "too early" and rate limits.
-TRANSIENT_STATUSES = frozenset({401, 403, 408, 425, 429})
-
-
-def is_final(status: int, exception: BaseException | None = None) -> bool:
-    """Whether an outcome is the key's answer for good (stored, replayed) or the key is freed.
-
-    The one rule every entry point follows: 2xx, 3xx and 4xx outcomes are final, except
-    refusals of the input, of access or of the moment (:data:`RELEASING_EXCEPTIONS`,
-    :data:`TRANSIENT_STATUSES`); 5xx never is.
-    """
-    if isinstance(exception, RELEASING_EXCEPTIONS):
-        return False
-    return status < 500 and status not in TRANSIENT_STATUSES
 
 
 class Transaction:

@@ -27,7 +27,6 @@ from idempotency.attempts import (
     STORAGE_ERRORS,
     Attempt,
     begin,
-    is_final,
     storage_unavailable,
     unprotected_request_transaction,
 )
@@ -40,6 +39,7 @@ from idempotency.exceptions import (
 )
 from idempotency.fingerprints import http_request_fingerprint
 from idempotency.keys import parse_key
+from idempotency.outcomes import is_final
 from idempotency.responses import replay_response, replayed_header_names, snapshot, storable
 from idempotency.store import RecordStore, StoredResponse
 

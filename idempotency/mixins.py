@@ -15,11 +15,9 @@ from django.http.response import HttpResponseBase
 from rest_framework.request import Request
 
 from idempotency.attempts import (
-    RELEASING_EXCEPTIONS,
     STORAGE_ERRORS,
     Attempt,
     begin,
-    is_final,
     storage_unavailable,
     unprotected_request_transaction,
 )
@@ -31,6 +29,7 @@ from idempotency.exceptions import (
     problem_response,
 )
 from idempotency.keys import parse_key
+from idempotency.outcomes import RELEASING_EXCEPTIONS, is_final
 from idempotency.responses import (
     REPLAYED_HEADER,
     replay_response,
@@ -131,7 +130,7 @@ class IdempotentMixin(_Base):
     ) -> bool:
         """Whether this outcome is final (stored and replayed) or the key is released.
 
-        The default is the rule every entry point shares (:func:`idempotency.attempts.is_final`).
+        The default is the rule every entry point shares (:func:`idempotency.outcomes.is_final`).
         """
         return is_final(response.status_code, exception)
 
