@@ -164,6 +164,8 @@ IDEMPOTENCY = {
     # Seconds a worker holds a key before a retry may take it over (its holder presumed dead).
     # The fault tests shorten it to watch a killed worker's key being taken over.
     "LEASE": env.float("IDEMPOTENCY_LEASE_SECONDS", default=60.0),
+    # Seconds a duplicate waits for a running request's outcome before answering 409 (0: off).
+    "WAIT": env.float("IDEMPOTENCY_WAIT_SECONDS", default=0.0),
 }
 
 LOGGING = {

@@ -9,10 +9,12 @@ and announces each outcome through :mod:`idempotency.signals`.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.db import (
@@ -25,6 +27,7 @@ from django.db import (
 from django.db.transaction import TransactionManagementError
 from django.http import HttpRequest
 
+from idempotency.conf import idempotency_settings
 from idempotency.exceptions import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
@@ -34,6 +37,7 @@ from idempotency.exceptions import (
 )
 from idempotency.signals import KeyEvents
 from idempotency.store import (
+    Decision,
     InProgress,
     LeaseLostError,
     Mismatch,
@@ -42,6 +46,7 @@ from idempotency.store import (
     Reserved,
     StoredResponse,
 )
+from idempotency.waiting import wait_for_holder
 
 logger = logging.getLogger("idempotency")
 
@@ -193,21 +198,37 @@ def begin(
     path: str,
     lease: timedelta,
     expiry: timedelta,
+    retry_after: timedelta | None = None,
+    wait: timedelta | None = None,
 ) -> StoredResponse | Attempt:
     """Reserve ``key``: the stored outcome to replay, or the :class:`Attempt` now holding it.
 
-    Raises :class:`IdempotencyKeyInUse` (409) while another attempt holds the key and
-    :class:`IdempotencyKeyReused` (422) when it was first used for another request.
+    Raises :class:`IdempotencyKeyInUse` (409) while another attempt holds the key, after
+    waiting up to ``wait`` for its outcome (``WAIT``; :mod:`idempotency.waiting`), with a
+    ``Retry-After`` of ``retry_after`` (``RETRY_AFTER``) bounded by the holder's lease; and
+    :class:`IdempotencyKeyReused` (422) when the key was first used for another request.
     """
-    decision = store.reserve(
-        scope=scope,
-        key=key,
-        fingerprint=fingerprint,
-        method=method,
-        path=path,
-        lease=lease,
-        expiry=expiry,
-    )
+
+    def reserve() -> Decision:
+        return store.reserve(
+            scope=scope,
+            key=key,
+            fingerprint=fingerprint,
+            method=method,
+            path=path,
+            lease=lease,
+            expiry=expiry,
+        )
+
+    decision = reserve()
+    if isinstance(decision, InProgress):
+        decision = wait_for_holder(
+            decision,
+            poll=partial(store.poll, scope=scope, key=key, fingerprint=fingerprint),
+            reserve=reserve,
+            wait=idempotency_settings.WAIT if wait is None else wait,
+            max_waiters=idempotency_settings.MAX_WAITERS,
+        )
     if isinstance(decision, Mismatch):
         # Records stored before paths were kept without their query: never reveal one (it may
         # hold a token) in the answer or the log.
@@ -217,13 +238,31 @@ def begin(
     if isinstance(decision, Replay):
         return decision.response
     if isinstance(decision, InProgress):
-        raise IdempotencyKeyInUse(decision.retry_after)
+        hint = retry_hint(decision.retry_after, retry_after)
+        if request is None:  # a consumer (run_once): speak of events, not of headers
+            raise IdempotencyKeyInUse(
+                hint,
+                f"Another worker is processing event {key!r} in {scope!r}; deliver it again "
+                f"in {max(1, math.ceil(hint.total_seconds()))} s.",
+            )
+        raise IdempotencyKeyInUse(hint)
     if isinstance(decision, Mismatch):
+        if request is None:
+            raise IdempotencyKeyReused(
+                f"Event {key!r} in {scope!r} was already processed with a different "
+                "payload; it is refused, never processed again."
+            )
         raise IdempotencyKeyReused(
             f"This idempotency key was already used for {decision.method} {decision.path} "
             "with a different request. Use a new key for a new operation."
         )
     return Attempt(store, decision, events)
+
+
+def retry_hint(lease_left: timedelta, hint: timedelta | None = None) -> timedelta:
+    """When a duplicate should come back: the hint, never past the lease, never under 1 s."""
+    hint = idempotency_settings.RETRY_AFTER if hint is None else hint
+    return max(timedelta(seconds=1), min(hint, lease_left))
 
 
 def unprotected_request_transaction(using: str) -> AbstractContextManager[Any]:

@@ -28,6 +28,14 @@ DEFAULTS: dict[str, Any] = {
     "EXPIRY": timedelta(hours=24),
     # How long a reservation holds the key before a retry may take it over (its holder died).
     "LEASE": timedelta(seconds=60),
+    # The Retry-After hint of a 409 "in progress": when a duplicate should come back (at least
+    # 1 s, never past the holder's lease).
+    "RETRY_AFTER": timedelta(seconds=1),
+    # How long a duplicate that finds its key in progress waits for the holder's outcome before
+    # answering 409 (0: not at all). It polls, holding no transaction or lock meanwhile.
+    "WAIT": timedelta(0),
+    # The most requests of one process that wait at once; past it a duplicate gets 409 at once.
+    "MAX_WAITERS": 16,
     # The longest a request may run (your server's timeout), if you declare it: checked against
     # every lease (idempotency.W003), since a request that outlives its lease runs twice.
     "REQUEST_TIMEOUT": None,
@@ -98,6 +106,18 @@ class IdempotencySettings:
     @cached_property
     def LEASE(self) -> timedelta:
         return as_timedelta("LEASE", self._get("LEASE"))
+
+    @cached_property
+    def RETRY_AFTER(self) -> timedelta:
+        return as_timedelta("RETRY_AFTER", self._get("RETRY_AFTER"))
+
+    @cached_property
+    def WAIT(self) -> timedelta:
+        return as_timedelta("WAIT", self._get("WAIT"))
+
+    @cached_property
+    def MAX_WAITERS(self) -> int:
+        return int(self._get("MAX_WAITERS"))
 
     @cached_property
     def REQUEST_TIMEOUT(self) -> timedelta | None:

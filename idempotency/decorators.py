@@ -61,6 +61,8 @@ class IdempotentViewOptions:
     lease: timedelta | None
     expiry: timedelta | None
     replayed_headers: Collection[str] | None
+    retry_after: timedelta | None
+    wait: timedelta | None
     scope: RequestFunction | None
     fingerprint: RequestFunction | None
     store: RecordStore | None
@@ -78,6 +80,8 @@ def idempotent(
     lease: timedelta | None = None,
     expiry: timedelta | None = None,
     replayed_headers: Collection[str] | None = None,
+    retry_after: timedelta | None = None,
+    wait: timedelta | None = None,
     scope: RequestFunction | None = None,
     fingerprint: RequestFunction | None = None,
     store: RecordStore | None = None,
@@ -93,6 +97,8 @@ def idempotent(
     lease: timedelta | None = None,
     expiry: timedelta | None = None,
     replayed_headers: Collection[str] | None = None,
+    retry_after: timedelta | None = None,
+    wait: timedelta | None = None,
     scope: RequestFunction | None = None,
     fingerprint: RequestFunction | None = None,
     store: RecordStore | None = None,
@@ -114,7 +120,17 @@ def idempotent(
                 "answer a coroutine. Protect a sync view, or a DRF view with IdempotentMixin."
             )
         options = IdempotentViewOptions(
-            function, methods, required, lease, expiry, replayed_headers, scope, fingerprint, store
+            function,
+            methods,
+            required,
+            lease,
+            expiry,
+            replayed_headers,
+            retry_after,
+            wait,
+            scope,
+            fingerprint,
+            store,
         )
 
         @wraps(function)
@@ -182,6 +198,8 @@ class _Guard:
             path=request.path,
             lease=self.options.lease or idempotency_settings.LEASE,
             expiry=self.options.expiry or idempotency_settings.EXPIRY,
+            retry_after=self.options.retry_after,
+            wait=self.options.wait,
         )
         if isinstance(outcome, StoredResponse):
             return replay_response(outcome)

@@ -65,6 +65,15 @@ class IdempotencyKeyMissing(ProblemDetailsError):
     default_detail = _("This operation requires an idempotency key header.")
     default_code = "idempotency_key_missing"
 
+    def __init__(self, detail: str | None = None) -> None:
+        # Name the header the client must send (the HEADER setting).
+        header = idempotency_settings.HEADER
+        super().__init__(
+            detail
+            or _("This operation requires an idempotency key in the %(header)s header.")
+            % {"header": header}
+        )
+
 
 class IdempotencyKeyInvalid(ProblemDetailsError):
     status_code = status.HTTP_400_BAD_REQUEST
@@ -87,9 +96,21 @@ class IdempotencyKeyInUse(ProblemDetailsError):
     default_code = "idempotency_request_in_progress"
 
     def __init__(self, retry_after: timedelta, detail: str | None = None) -> None:
-        super().__init__(detail)
-        self.retry_after = max(1, math.ceil(retry_after.total_seconds()))
-        self.headers["Retry-After"] = str(self.retry_after)
+        seconds = max(1, math.ceil(retry_after.total_seconds()))
+        super().__init__(
+            detail
+            or _(
+                "A request with this idempotency key is still being processed. Retry in "
+                "%(seconds)d s (Retry-After) with the same key to receive its outcome."
+            )
+            % {"seconds": seconds}
+        )
+        self.retry_after = seconds
+        self.headers["Retry-After"] = str(seconds)
+
+    def problem(self) -> dict[str, Any]:
+        # Also in the body, for clients that read problems but not headers (RFC 9457 extension).
+        return {**super().problem(), "retry_after": self.retry_after}
 
 
 class IdempotencyLeaseLost(ProblemDetailsError):

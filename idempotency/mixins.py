@@ -66,6 +66,8 @@ class IdempotentMixin(_Base):
     idempotency_lease: timedelta | None = None
     idempotency_expiry: timedelta | None = None
     idempotency_replayed_headers: Collection[str] | None = None
+    idempotency_retry_after: timedelta | None = None
+    idempotency_wait: timedelta | None = None
     # The store (and through it the clock); tests swap in ``RecordStore(clock=...)``.
     idempotency_store: RecordStore | None = None
     # Not settings: set on the instance during a protected request, before the operation runs,
@@ -105,6 +107,16 @@ class IdempotentMixin(_Base):
 
     def get_idempotency_expiry(self) -> timedelta:
         return self.idempotency_expiry or idempotency_settings.EXPIRY
+
+    def get_idempotency_retry_after(self) -> timedelta:
+        """The ``Retry-After`` hint of a 409 (bounded by the holder's lease, at least 1 s)."""
+        return self.idempotency_retry_after or idempotency_settings.RETRY_AFTER
+
+    def get_idempotency_wait(self) -> timedelta:
+        """How long a duplicate waits for the holder's outcome before its 409 (0: not at all)."""
+        if self.idempotency_wait is None:
+            return idempotency_settings.WAIT
+        return self.idempotency_wait
 
     def get_idempotency_replayed_headers(self) -> frozenset[str]:
         return replayed_header_names(self.idempotency_replayed_headers)
@@ -236,6 +248,8 @@ class IdempotentMixin(_Base):
             path=request.path,
             lease=self.get_idempotency_lease(),
             expiry=self.get_idempotency_expiry(),
+            retry_after=self.get_idempotency_retry_after(),
+            wait=self.get_idempotency_wait(),
         )
         if isinstance(outcome, StoredResponse):
             self.check_idempotent_replay_permissions(request)

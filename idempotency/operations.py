@@ -62,6 +62,8 @@ def idempotent_operation(
     lease: timedelta | None = None,
     expiry: timedelta | None = None,
     store: RecordStore | None = None,
+    retry_after: timedelta | None = None,
+    wait: timedelta | None = None,
 ) -> Iterator[Run]:
     """Reserve ``key`` in ``scope``; the block does the work only when ``run.should_run``.
 
@@ -91,6 +93,8 @@ def idempotent_operation(
         path=operation or scope,
         lease=lease or idempotency_settings.LEASE,
         expiry=expiry or idempotency_settings.EXPIRY,
+        retry_after=retry_after,
+        wait=wait,
     )
     if isinstance(outcome, StoredResponse):
         yield Run(should_run=False, result=json.loads(outcome.body))
@@ -112,6 +116,8 @@ def run_once(
     lease: timedelta | None = None,
     expiry: timedelta | None = None,
     store: RecordStore | None = None,
+    retry_after: timedelta | None = None,
+    wait: timedelta | None = None,
 ) -> Any:
     """Run ``function`` once per ``key`` in ``scope``; return its (stored, JSON) result."""
     with idempotent_operation(
@@ -122,6 +128,8 @@ def run_once(
         lease=lease,
         expiry=expiry,
         store=store,
+        retry_after=retry_after,
+        wait=wait,
     ) as run:
         if run.should_run:
             run.result = function()

@@ -121,6 +121,28 @@ class RecordStore:
                 return self._decide(existing, now, token, fingerprint, method, path, lease, expiry)
         raise RuntimeError(f"Could not reserve idempotency key {key!r} after retries.")
 
+    def poll(self, *, scope: str, key: str, fingerprint: str) -> Decision | None:
+        """What a waiting duplicate sees now, from one plain read (no lock, no transaction).
+
+        ``None`` when only :meth:`reserve` can decide: the row is gone (released, purged), its
+        holder's lease ran out, or it expired.
+        """
+        now = self.clock()
+        record = self._records().filter(scope=scope, key=key).first()
+        if record is None:
+            return None
+        if record.state == State.IN_PROGRESS:
+            if record.locked_until is None or record.locked_until <= now:
+                return None
+            if record.fingerprint != fingerprint:
+                return Mismatch(record.method, record.path)
+            return InProgress(record.locked_until - now)
+        if record.expires_at <= now:
+            return None
+        if record.fingerprint != fingerprint:
+            return Mismatch(record.method, record.path)
+        return Replay(_stored_response(record))
+
     def _records(self) -> QuerySet[IdempotencyRecord]:
         return IdempotencyRecord.objects.using(self.using)
 
@@ -199,13 +221,7 @@ class RecordStore:
         if record.fingerprint != fingerprint:
             return Mismatch(record.method, record.path)
         if record.state == State.COMPLETED:
-            return Replay(
-                StoredResponse(
-                    status=record.response_status or 200,
-                    headers=[(name, value) for name, value in record.response_headers],
-                    body=bytes(record.response_body),
-                )
-            )
+            return Replay(_stored_response(record))
         assert record.locked_until is not None
         if record.locked_until > now:
             return InProgress(record.locked_until - now)
@@ -268,3 +284,11 @@ class RecordStore:
             .delete()
         )
         return deleted > 0
+
+
+def _stored_response(record: IdempotencyRecord) -> StoredResponse:
+    return StoredResponse(
+        status=record.response_status or 200,
+        headers=[(name, value) for name, value in record.response_headers],
+        body=bytes(record.response_body),
+    )

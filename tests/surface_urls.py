@@ -18,5 +18,6 @@ urlpatterns = [
     path("optional-function", views.optional_key_function),
     path("narrow-headers", views.NarrowHeadersView.as_view()),
     path("detail/<int:pk>", views.WidgetDetailView.as_view()),
+    path("slow", views.SlowView.as_view()),
     *router.urls,
 ]

@@ -105,10 +105,23 @@ def test_key_held_by_another_request_is_409_with_retry_after(api, clocked_store,
     response = post(api)
 
     problem = assert_problem(response, 409, "request-in-progress")
-    assert response["Retry-After"] == "20"
+    # The RETRY_AFTER hint (1 s by default), not the 20 s left of the holder's lease.
+    assert response["Retry-After"] == "1"
+    assert problem["retry_after"] == 1
     assert "still being processed" in problem["detail"]
     assert Operation.calls == calls_before
     assert IdempotencyRecord.objects.get().state == "in_progress"
+
+
+def test_retry_after_follows_the_hint_but_never_outlasts_the_lease(api, clocked_store, clock):
+    hold_key(api, clocked_store)
+    clock.advance(seconds=10.5)
+    with override_settings(IDEMPOTENCY={"RETRY_AFTER": timedelta(seconds=5)}):
+        assert post(api)["Retry-After"] == "5"
+    with override_settings(IDEMPOTENCY={"RETRY_AFTER": timedelta(minutes=5)}):
+        response = post(api)
+    assert response["Retry-After"] == "20"  # the lease's 19.5 s left, rounded up
+    assert json.loads(response.content)["retry_after"] == 20
 
 
 def test_retry_after_is_at_least_one_second(api, clocked_store, clock):

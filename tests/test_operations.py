@@ -103,8 +103,13 @@ def test_a_key_held_by_another_worker_raises_in_use(clock):
         with pytest.raises(IdempotencyKeyInUse) as excinfo:
             # Another worker (own connection in real life; the row is committed already).
             run_once(Handler(), scope=SCOPE, key="evt_1", store=store)
+        with pytest.raises(IdempotencyKeyInUse) as patient:
+            run_once(Handler(), scope=SCOPE, key="evt_1", store=store, retry_after=timedelta(0, 90))
         outer.result = "done"
-    assert excinfo.value.retry_after == 15
+    assert excinfo.value.retry_after == 1  # the RETRY_AFTER hint
+    assert patient.value.retry_after == 15  # a longer hint, bounded by the lease left
+    assert "deliver it again" in str(excinfo.value.detail)
+    assert "header" not in str(excinfo.value.detail).lower()
     assert run_once(Handler(), scope=SCOPE, key="evt_1", store=store) == "done"
 
 

@@ -127,12 +127,17 @@ def free_port():
 
 
 class DemoServer:
-    """``gunicorn config.wsgi`` with ``workers`` sync workers; ``lease`` in seconds."""
+    """``gunicorn config.wsgi`` with ``workers`` workers; ``lease`` in seconds.
 
-    def __init__(self, database, *, workers, lease):
+    ``threads`` above 1 runs gthread workers; ``environment`` adds settings of the demo's.
+    """
+
+    def __init__(self, database, *, workers, lease, threads=1, environment=None):
         self.database = database
         self.workers = workers
         self.lease = lease
+        self.threads = threads
+        self.environment = environment or {}
         self.scratch = tempfile.TemporaryDirectory(prefix="faults-")
         self.pid_dir = Path(self.scratch.name, "pids")
         self.pid_dir.mkdir()
@@ -146,12 +151,14 @@ class DemoServer:
             self.database,
             IDEMPOTENCY_LEASE_SECONDS=str(self.lease),
             FAULTS_PID_DIR=str(self.pid_dir),
+            **self.environment,
         )
         command = [
             sys.executable, "-m", "gunicorn", "config.wsgi:application",
             "--bind", f"127.0.0.1:{self.port}",
             "--workers", str(self.workers),
-            "--worker-class", "sync",
+            "--worker-class", "sync" if self.threads == 1 else "gthread",
+            "--threads", str(self.threads),
             "--config", str(GUNICORN_CONF),
             "--timeout", "30",
             "--graceful-timeout", "5",

@@ -188,3 +188,20 @@ class WidgetDetailView(IdempotentMixin, generics.RetrieveUpdateDestroyAPIView):
     serializer_class = WidgetSerializer
     permission_classes = [AllowAny]
     idempotency_methods = ["POST", "PUT", "PATCH", "DELETE"]
+
+
+class SlowView(IdempotentMixin, APIView):
+    """``sleep`` seconds of work; ``fail-first``: the first call fails after its sleep."""
+
+    permission_classes = [AllowAny]
+
+    def post(self, request, *args, **kwargs):
+        import time
+
+        Operation.run()
+        first = Operation.calls == 1
+        widget = Widget.objects.create(name="slow")
+        time.sleep(float(request.data.get("sleep", 0)))
+        if request.data.get("fail-first") and first:
+            raise RuntimeError("the first attempt fails")
+        return Response({"id": widget.pk, "call": Operation.calls}, status=201)
