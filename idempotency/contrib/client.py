@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-logger = logging.getLogger("idempotency.client")
+logger = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # Answers that mean "not now, the same request may succeed later".
@@ -54,7 +54,7 @@ class IdempotentClient:
     ``max_attempts`` bounds the attempts of one call; ``backoff`` is the first delay (doubled
     each retry, capped at ``max_backoff``, with full jitter); a ``Retry-After`` answer is
     honoured up to ``max_retry_after`` seconds. ``on_attempt`` sees every attempt (the key and
-    the attempt number included), and so does the ``idempotency.client`` logger.
+    the attempt number included), and so does the ``idempotency.contrib.client`` logger.
     """
 
     def __init__(
