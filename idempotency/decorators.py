@@ -11,18 +11,19 @@ who may make the request now::
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Generator
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import wraps
 from typing import Any, cast, overload
 
+from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
+from idempotency.async_support import one_thread
 from idempotency.attempts import (
     STORAGE_ERRORS,
     Attempt,
@@ -43,7 +44,8 @@ from idempotency.outcomes import is_final
 from idempotency.responses import replay_response, replayed_header_names, snapshot, storable
 from idempotency.store import RecordStore, StoredResponse
 
-ViewFunction = Callable[..., HttpResponseBase]
+# A sync view returns a response, an async one a coroutine of it.
+ViewFunction = Callable[..., Any]
 RequestFunction = Callable[[HttpRequest], str]
 
 
@@ -114,10 +116,10 @@ def idempotent(
     """
 
     def decorate(function: ViewFunction) -> ViewFunction:
-        if inspect.iscoroutinefunction(function):
+        if isinstance(function, type) or not callable(function):
             raise TypeError(
-                f"@idempotent cannot protect the async view {function.__qualname__}: it would "
-                "answer a coroutine. Protect a sync view, or a DRF view with IdempotentMixin."
+                f"@idempotent protects view functions, not {function!r}: decorate "
+                "View.as_view(), or put IdempotentMixin on a DRF view class."
             )
         options = IdempotentViewOptions(
             function,
@@ -132,12 +134,23 @@ def idempotent(
             fingerprint,
             store,
         )
+        protected: ViewFunction
+        if iscoroutinefunction(function):
 
-        @wraps(function)
-        def protected(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-            guard = _Guard(options, options.store or RecordStore())
-            return guard(request, *args, **kwargs)
+            async def protected_async(
+                request: HttpRequest, *args: Any, **kwargs: Any
+            ) -> HttpResponseBase:
+                guard = _Guard(options, options.store or RecordStore())
+                return await guard.run_async(request, *args, **kwargs)
 
+            protected = cast(ViewFunction, wraps(function)(protected_async))
+        else:
+
+            def protected_sync(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+                guard = _Guard(options, options.store or RecordStore())
+                return guard(request, *args, **kwargs)
+
+            protected = cast(ViewFunction, wraps(function)(protected_sync))
         protected.idempotency = options  # type: ignore[attr-defined]
         # The reservation commits on its own before the view runs, so ATOMIC_REQUESTS must not
         # wrap it; _Guard restores that transaction for requests it does not protect.
@@ -147,8 +160,20 @@ def idempotent(
     return decorate if view is None else decorate(view)
 
 
+# Steps of one protected request that run around the view: opened (holding the key, in the
+# operation's transaction) up to the view's call, then sent its response or thrown its error.
+Protocol = Generator[None, HttpResponseBase, HttpResponseBase]
+
+
 class _Guard:
-    """One request through a protected view."""
+    """One request through a protected view, sync or async.
+
+    The protocol is one generator (:meth:`_protocol`): it reserves the key and opens the
+    operation's transaction, pauses while the view runs, then stores or releases. An async view
+    runs the generator's steps through ``sync_to_async`` in one thread-sensitive context, so
+    they share one thread and one connection: the view's awaited ORM writes and the record's
+    completion commit in one transaction, as for a sync view.
+    """
 
     def __init__(self, options: IdempotentViewOptions, store: RecordStore) -> None:
         self.view = options.view
@@ -156,42 +181,68 @@ class _Guard:
         self.store = store
 
     def __call__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        opened = self._open(request)
+        if opened is None:
+            with unprotected_request_transaction(self.store.using):
+                answer: HttpResponseBase = self.view(request, *args, **kwargs)
+                return answer
+        if isinstance(opened, HttpResponseBase):
+            return opened
+        try:
+            response = self.view(request, *args, **kwargs)
+        except BaseException as error:
+            return self._settle(opened, error=error)
+        return self._settle(opened, response=response)
+
+    async def run_async(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        async with one_thread():
+            opened = await sync_to_async(self._open)(request)
+            if opened is None:
+                # Django refuses ATOMIC_REQUESTS on async views: none to restore.
+                unprotected: HttpResponseBase = await self.view(request, *args, **kwargs)
+                return unprotected
+            if isinstance(opened, HttpResponseBase):
+                return opened
+            try:
+                response = await self.view(request, *args, **kwargs)
+            except BaseException as error:
+                return await sync_to_async(self._settle)(opened, error=error)
+            return await sync_to_async(self._settle)(opened, response=response)
+
+    def _open(self, request: HttpRequest) -> Protocol | HttpResponseBase | None:
+        """The protocol, paused where the view runs; a response to answer now; None: unprotected."""
         methods = self.options.methods
         protected = idempotency_settings.METHODS if methods is None else methods
         if (request.method or "").upper() not in {method.upper() for method in protected}:
-            return self._unprotected(request, *args, **kwargs)
-        try:
-            return self._run(request, *args, **kwargs)
-        except ProblemDetailsError as error:
-            return problem_response(error)
-        except STORAGE_ERRORS as error:
-            return problem_response(storage_unavailable(error))
-        except RequestDataTooBig:
-            return problem_response(RequestBodyTooLarge())
-
-    def _unprotected(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        with unprotected_request_transaction(self.store.using):
-            return self.view(request, *args, **kwargs)
-
-    def _run(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            return None
         raw = request.headers.get(idempotency_settings.HEADER)
         if raw is None:
             required = self.options.required
-            if idempotency_settings.REQUIRED if required is None else required:
+            if not (idempotency_settings.REQUIRED if required is None else required):
+                return None
+        try:
+            if raw is None:
                 raise IdempotencyKeyMissing()
-            return self._unprotected(request, *args, **kwargs)
-        key = parse_key(raw, idempotency_settings.MAX_KEY_LENGTH)
+            outcome = self._begin(request, parse_key(raw, idempotency_settings.MAX_KEY_LENGTH))
+            if isinstance(outcome, StoredResponse):
+                return replay_response(outcome)
+            protocol = self._protocol(outcome)
+            next(protocol)  # reserve done: hold the key and open the operation's transaction
+            return protocol
+        except Exception as error:
+            return _problem(error)
+
+    def _begin(self, request: HttpRequest, key: str) -> StoredResponse | Attempt:
         fingerprint = (self.options.fingerprint or http_request_fingerprint)(request)
         # The default scope function reads only ``request.user``, which a HttpRequest has too.
         scope_function = self.options.scope or cast(
             RequestFunction, idempotency_settings.SCOPE_FUNCTION
         )
-        scope = scope_function(request)
-        outcome = begin(
+        return begin(
             self.store,
             sender=self.view,
             request=request,
-            scope=scope,
+            scope=scope_function(request),
             key=key,
             fingerprint=fingerprint,
             method=request.method or "",
@@ -201,22 +252,13 @@ class _Guard:
             retry_after=self.options.retry_after,
             wait=self.options.wait,
         )
-        if isinstance(outcome, StoredResponse):
-            return replay_response(outcome)
-        return self._run_reserved(request, outcome, args, kwargs)
 
-    def _run_reserved(
-        self,
-        request: HttpRequest,
-        attempt: Attempt,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> HttpResponseBase:
+    def _protocol(self, attempt: Attempt) -> Protocol:
         # Raised errors (Http404 included) propagate as usual and free the key for a retry.
         with attempt.holding():
             # The view's writes and the record's completion commit together, or not at all.
             with attempt.transaction() as operation:
-                response = self.view(request, *args, **kwargs)
+                response = yield
                 render = getattr(response, "render", None)
                 if render is not None:
                     render()  # a TemplateResponse: store what will be sent
@@ -230,3 +272,35 @@ class _Guard:
                 return response
             attempt.release()
             return response
+
+    def _settle(
+        self,
+        protocol: Protocol,
+        *,
+        response: HttpResponseBase | None = None,
+        error: BaseException | None = None,
+    ) -> HttpResponseBase:
+        """Finish the protocol with the view's response, or its error (re-raised, or a problem)."""
+        try:
+            if error is not None:
+                protocol.throw(error)
+            else:
+                assert response is not None
+                protocol.send(response)
+        except StopIteration as finished:
+            settled: HttpResponseBase = finished.value
+            return settled
+        except Exception as raised:
+            return _problem(raised)
+        raise RuntimeError("the idempotency protocol did not finish")
+
+
+def _problem(error: Exception) -> HttpResponseBase:
+    """Our own problems and database failures as problem responses; anything else re-raised."""
+    if isinstance(error, ProblemDetailsError):
+        return problem_response(error)
+    if isinstance(error, STORAGE_ERRORS):
+        return problem_response(storage_unavailable(error))
+    if isinstance(error, RequestDataTooBig):
+        return problem_response(RequestBodyTooLarge())
+    raise error

@@ -22,14 +22,16 @@ another fingerprint raises :class:`~idempotency.exceptions.IdempotencyKeyReused`
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.serializers.json import DjangoJSONEncoder
 
+from idempotency.async_support import one_thread
 from idempotency.attempts import begin
 from idempotency.conf import idempotency_settings
 from idempotency.fingerprints import canonical, hash_document
@@ -134,3 +136,47 @@ def run_once(
         if run.should_run:
             run.result = function()
     return run.result
+
+
+async def arun_once(
+    function: Callable[[], Awaitable[Any]],
+    *,
+    scope: str,
+    key: str | int,
+    fingerprint: object = None,
+    lease: timedelta | None = None,
+    expiry: timedelta | None = None,
+    store: RecordStore | None = None,
+    retry_after: timedelta | None = None,
+    wait: timedelta | None = None,
+) -> Any:
+    """:func:`run_once` for async consumers: ``await function()`` once per ``key`` in ``scope``.
+
+    The guard's steps run through ``sync_to_async`` in one thread-sensitive context (the
+    request's, inside an async view; one of its own otherwise), so they and the function's
+    awaited ORM calls share one thread and one connection: the function's writes and the stored
+    result commit in one transaction. Outside a request, the context's connections are closed
+    at the end.
+    """
+    async with one_thread():
+        guard = idempotent_operation(
+            scope=scope,
+            key=key,  # type: ignore[arg-type]
+            fingerprint=fingerprint,
+            operation=getattr(function, "__qualname__", None) or type(function).__qualname__,
+            lease=lease,
+            expiry=expiry,
+            store=store,
+            retry_after=retry_after,
+            wait=wait,
+        )
+        run = await sync_to_async(guard.__enter__)()
+        if run.should_run:
+            try:
+                run.result = await function()
+            except BaseException as error:
+                # Frees the key (rolling the writes back) and raises, as run_once does.
+                await sync_to_async(guard.__exit__)(type(error), error, error.__traceback__)
+                raise
+        await sync_to_async(guard.__exit__)(None, None, None)
+        return run.result

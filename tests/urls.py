@@ -6,5 +6,6 @@ from config.urls import urlpatterns as demo_urlpatterns
 
 urlpatterns = [
     path("test/", include("tests.testapp.urls")),
+    path("", include("tests.async_urls")),
     *demo_urlpatterns,
 ]
