@@ -33,7 +33,17 @@ from idempotency.conf import idempotency_settings
 from idempotency.exceptions import IdempotencyKeyMissing, ProblemDetailsError, problem_response
 from idempotency.fingerprints import http_request_fingerprint
 from idempotency.keys import parse_key
+from idempotency.options import (
+    Duration,
+    expiry_after_lease,
+    optional_duration,
+    optional_flag,
+    optional_function,
+    optional_header_names,
+    optional_methods,
+)
 from idempotency.responses import replay_response, replayed_header_names, snapshot
+from idempotency.scopes import checked_scope
 from idempotency.store import RecordStore, StoredResponse
 
 logger = logging.getLogger("idempotency")
@@ -70,8 +80,8 @@ def idempotent(
     *,
     methods: Collection[str] | None = None,
     required: bool | None = None,
-    lease: timedelta | None = None,
-    expiry: timedelta | None = None,
+    lease: Duration | None = None,
+    expiry: Duration | None = None,
     replayed_headers: Collection[str] | None = None,
     scope: RequestFunction | None = None,
     fingerprint: RequestFunction | None = None,
@@ -85,8 +95,8 @@ def idempotent(
     *,
     methods: Collection[str] | None = None,
     required: bool | None = None,
-    lease: timedelta | None = None,
-    expiry: timedelta | None = None,
+    lease: Duration | None = None,
+    expiry: Duration | None = None,
     replayed_headers: Collection[str] | None = None,
     scope: RequestFunction | None = None,
     fingerprint: RequestFunction | None = None,
@@ -103,7 +113,7 @@ def idempotent(
     """
 
     def decorate(function: ViewFunction) -> ViewFunction:
-        options = IdempotentViewOptions(
+        options = _checked_options(
             function, methods, required, lease, expiry, replayed_headers, scope, fingerprint, store
         )
 
@@ -119,6 +129,40 @@ def idempotent(
         return transaction.non_atomic_requests(using=using)(protected)
 
     return decorate if view is None else decorate(view)
+
+
+def _checked_options(
+    view: ViewFunction,
+    methods: object,
+    required: object,
+    lease: object,
+    expiry: object,
+    replayed_headers: object,
+    scope: object,
+    fingerprint: object,
+    store: RecordStore | None,
+) -> IdempotentViewOptions:
+    """The options converted as the settings are, or refused now, naming the view."""
+    name = getattr(view, "__qualname__", repr(view))
+
+    def where(option: str) -> str:
+        return f"@idempotent({option}=...) on {name}"
+
+    own_lease = optional_duration(lease, where("lease"))
+    own_expiry = optional_duration(expiry, where("expiry"))
+    if own_lease is not None and own_expiry is not None:
+        expiry_after_lease(own_lease, own_expiry, f"view {name}", where("expiry"))
+    return IdempotentViewOptions(
+        view,
+        methods=optional_methods(methods, where("methods")),
+        required=optional_flag(required, where("required")),
+        lease=own_lease,
+        expiry=own_expiry,
+        replayed_headers=optional_header_names(replayed_headers, where("replayed_headers")),
+        scope=optional_function(scope, where("scope")),
+        fingerprint=optional_function(fingerprint, where("fingerprint")),
+        store=store,
+    )
 
 
 class _Guard:
@@ -158,7 +202,9 @@ class _Guard:
         scope_function = self.options.scope or cast(
             RequestFunction, idempotency_settings.SCOPE_FUNCTION
         )
-        scope = scope_function(request)
+        scope = checked_scope(
+            scope_function(request), f"the scope of view {self.view.__qualname__}"
+        )
         outcome = begin(
             self.store,
             sender=self.view,

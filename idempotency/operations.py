@@ -25,7 +25,6 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -33,7 +32,9 @@ from django.core.serializers.json import DjangoJSONEncoder
 from idempotency.attempts import begin
 from idempotency.conf import idempotency_settings
 from idempotency.fingerprints import canonical, hash_document
-from idempotency.keys import parse_key
+from idempotency.keys import operation_key, parse_key
+from idempotency.options import Duration, operation_durations
+from idempotency.scopes import checked_scope
 from idempotency.store import RecordStore, StoredResponse
 
 # What the record shows in the method column for operations that are not HTTP requests.
@@ -56,11 +57,11 @@ class Run:
 def idempotent_operation(
     *,
     scope: str,
-    key: str,
+    key: str | int,
     fingerprint: object = None,
     operation: str = "",
-    lease: timedelta | None = None,
-    expiry: timedelta | None = None,
+    lease: Duration | None = None,
+    expiry: Duration | None = None,
     store: RecordStore | None = None,
 ) -> Iterator[Run]:
     """Reserve ``key`` in ``scope``; the block does the work only when ``run.should_run``.
@@ -78,19 +79,24 @@ def idempotent_operation(
     roll back and the key is freed for the next delivery. After the block, ``run.result`` holds
     the stored JSON form of the result, the same value every delivery sees.
     """
+    # Every argument is checked before anything is stored; an int key counts as its digits.
+    key_text = parse_key(operation_key(key), idempotency_settings.MAX_KEY_LENGTH)
+    scope = checked_scope(scope, "run_once(scope=...)")
+    lease_for, expiry_for = operation_durations(
+        lease, expiry, idempotency_settings.LEASE, idempotency_settings.EXPIRY, "run_once"
+    )
     store = store or RecordStore()
-    key = parse_key(key, idempotency_settings.MAX_KEY_LENGTH)
     outcome = begin(
         store,
         sender=idempotent_operation,
         request=None,
         scope=scope,
-        key=key,
+        key=key_text,
         fingerprint=hash_document(canonical(fingerprint)),
         method=OPERATION_METHOD,
         path=operation or scope,
-        lease=lease or idempotency_settings.LEASE,
-        expiry=expiry or idempotency_settings.EXPIRY,
+        lease=lease_for,
+        expiry=expiry_for,
     )
     if isinstance(outcome, StoredResponse):
         yield Run(should_run=False, result=json.loads(outcome.body))
@@ -107,10 +113,10 @@ def run_once(
     function: Callable[[], Any],
     *,
     scope: str,
-    key: str,
+    key: str | int,
     fingerprint: object = None,
-    lease: timedelta | None = None,
-    expiry: timedelta | None = None,
+    lease: Duration | None = None,
+    expiry: Duration | None = None,
     store: RecordStore | None = None,
 ) -> Any:
     """Run ``function`` once per ``key`` in ``scope``; return its (stored, JSON) result."""
