@@ -63,7 +63,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "misspelt method leaves the real one unprotected.",
     ),
     "idempotency.E009": (
-        "The expiry of {where} ({expiry:g} s) is not longer than its lease ({lease:g} s).",
+        "The expiry of {where} is {expiry:g} s, not longer than its lease of {lease:g} s.",
         "A key would expire while a request still holds it and a retry would run the operation "
         "again. Set {fix} = timedelta(hours=24), or anything longer than the lease.",
     ),
