@@ -88,58 +88,58 @@ class IdempotencySettings:
         return self.user_settings.get(name, DEFAULTS[name])
 
     @staticmethod
-    def where(name: str) -> str:
+    def _where(name: str) -> str:
         return f"settings.{SETTING_NAME}[{name!r}]"
 
     @cached_property
     def HEADER(self) -> str:
-        return options.header_name(self._get("HEADER"), self.where("HEADER"))
+        return options.header_name(self._get("HEADER"), self._where("HEADER"))
 
     @cached_property
     def METHODS(self) -> frozenset[str]:
-        return options.methods(self._get("METHODS"), self.where("METHODS"))
+        return options.methods(self._get("METHODS"), self._where("METHODS"))
 
     @cached_property
     def REQUIRED(self) -> bool:
-        return options.flag(self._get("REQUIRED"), self.where("REQUIRED"))
+        return options.flag(self._get("REQUIRED"), self._where("REQUIRED"))
 
     @cached_property
     def EXPIRY(self) -> timedelta:
-        return options.duration(self._get("EXPIRY"), self.where("EXPIRY"))
+        return options.duration(self._get("EXPIRY"), self._where("EXPIRY"))
 
     @cached_property
     def LEASE(self) -> timedelta:
-        return options.duration(self._get("LEASE"), self.where("LEASE"))
+        return options.duration(self._get("LEASE"), self._where("LEASE"))
 
     @cached_property
     def REQUEST_TIMEOUT(self) -> timedelta | None:
         value = self._get("REQUEST_TIMEOUT")
-        return options.optional_duration(value, self.where("REQUEST_TIMEOUT"))
+        return options.optional_duration(value, self._where("REQUEST_TIMEOUT"))
 
     @cached_property
     def MAX_KEY_LENGTH(self) -> int:
-        return options.key_length(self._get("MAX_KEY_LENGTH"), self.where("MAX_KEY_LENGTH"))
+        return options.key_length(self._get("MAX_KEY_LENGTH"), self._where("MAX_KEY_LENGTH"))
 
     @cached_property
     def REPLAYED_HEADERS(self) -> tuple[str, ...]:
         value = self._get("REPLAYED_HEADERS")
-        return options.header_names(value, self.where("REPLAYED_HEADERS"))
+        return options.header_names(value, self._where("REPLAYED_HEADERS"))
 
     @cached_property
     def SCOPE_FUNCTION(self) -> ScopeFunction:
         value = self._get("SCOPE_FUNCTION")
-        return cast(ScopeFunction, options.function(value, self.where("SCOPE_FUNCTION")))
+        return cast(ScopeFunction, options.function(value, self._where("SCOPE_FUNCTION")))
 
     @cached_property
     def FINGERPRINT_FUNCTION(self) -> FingerprintFunction:
         value = self._get("FINGERPRINT_FUNCTION")
         return cast(
-            FingerprintFunction, options.function(value, self.where("FINGERPRINT_FUNCTION"))
+            FingerprintFunction, options.function(value, self._where("FINGERPRINT_FUNCTION"))
         )
 
     @cached_property
     def PROBLEM_TYPE_BASE(self) -> str:
-        return options.text(self._get("PROBLEM_TYPE_BASE"), self.where("PROBLEM_TYPE_BASE"))
+        return options.text(self._get("PROBLEM_TYPE_BASE"), self._where("PROBLEM_TYPE_BASE"))
 
     def reload(self) -> None:
         for name in DEFAULTS:

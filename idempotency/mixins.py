@@ -81,15 +81,13 @@ class IdempotentMixin(_Base):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        # A bad value is refused when the class is defined, not on its first request.
-        values = {name: getattr(cls, name) for name in options.VIEW_ATTRIBUTES}
-        options.view_attributes(cls.__qualname__, values, lambda name: f"{cls.__qualname__}.{name}")
+        cls._check_idempotency_options({})  # refused when the class is defined
 
     @classmethod
     # Typed Any so one override fits both APIView.as_view(**initkwargs) and
     # ViewSetMixin.as_view(actions, **initkwargs): subclasses type-check without ignores.
     def as_view(cls, *args: Any, **initkwargs: Any) -> Any:
-        cls._check_initkwargs(initkwargs)
+        cls._check_idempotency_options(initkwargs)
         view = super().as_view(*args, **initkwargs)
         # The mixin commits the reservation on its own, before the operation, so a request-wide
         # transaction (ATOMIC_REQUESTS) must not wrap it; dispatch() restores that transaction
@@ -97,8 +95,9 @@ class IdempotentMixin(_Base):
         return transaction.non_atomic_requests(using=cls._idempotency_database())(view)
 
     @classmethod
-    def _check_initkwargs(cls, initkwargs: dict[str, Any]) -> None:
-        """Refuse bad values given to ``as_view()`` or ``@action(...)``, as the class's own are."""
+    def _check_idempotency_options(cls, initkwargs: dict[str, Any]) -> None:
+        """Refuse bad ``idempotency_*`` values of the class, or given to ``as_view()`` (which is
+        where ``@action(..., idempotency_lease=...)`` arrives), before any request runs."""
         view = cls.__qualname__
 
         def where(name: str) -> str:
@@ -107,6 +106,8 @@ class IdempotentMixin(_Base):
             return f"{view}.{name}"
 
         values = {name: getattr(cls, name) for name in options.VIEW_ATTRIBUTES}
+        # A property computes its value per request: its hook converts what it returns.
+        values = {name: value for name, value in values.items() if not isinstance(value, property)}
         options.view_attributes(view, {**values, **initkwargs}, where)
 
     @classmethod

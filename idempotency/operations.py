@@ -29,11 +29,12 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 
+from idempotency import options
 from idempotency.attempts import begin
 from idempotency.conf import idempotency_settings
 from idempotency.fingerprints import canonical, hash_document
 from idempotency.keys import operation_key, parse_key
-from idempotency.options import Duration, operation_durations
+from idempotency.options import Duration
 from idempotency.scopes import checked_scope
 from idempotency.store import RecordStore, StoredResponse
 
@@ -82,7 +83,8 @@ def idempotent_operation(
     # Every argument is checked before anything is stored; an int key counts as its digits.
     key_text = parse_key(operation_key(key), idempotency_settings.MAX_KEY_LENGTH)
     scope = checked_scope(scope, "run_once(scope=...)")
-    lease_for, expiry_for = operation_durations(
+    operation = options.text(operation, "idempotent_operation(operation=...)")
+    lease_for, expiry_for = options.operation_durations(
         lease, expiry, idempotency_settings.LEASE, idempotency_settings.EXPIRY, "run_once"
     )
     store = store or RecordStore()

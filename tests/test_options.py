@@ -365,3 +365,26 @@ def test_run_once_refuses_any_other_key_type_with_type_error(key):
     with pytest.raises(TypeError, match="must be a str or an int"):
         run_once(lambda: None, scope=SCOPE, key=key)
     assert IdempotencyRecord.objects.count() == 0
+
+
+def test_a_view_attribute_computed_by_a_property_is_checked_by_its_hook():
+    class PerRequestView(WidgetView):
+        @property
+        def idempotency_methods(self):
+            return self.chosen
+
+    view = PerRequestView()
+    view.chosen = ["put"]
+    assert view.get_idempotency_methods() == {"PUT"}
+    view.chosen = "PUT"
+    with pytest.raises(LoneStringError, match=r"PerRequestView\.idempotency_methods"):
+        view.get_idempotency_methods()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_idempotent_operation_refuses_an_operation_name_that_is_not_text():
+    with (
+        pytest.raises(TypeError, match="operation="),
+        idempotent_operation(scope=SCOPE, key="evt-op", operation=5),
+    ):
+        pass  # pragma: no cover - never entered
