@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -12,8 +12,10 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
-from idempotency.conf import DEFAULTS, NEVER_REPLAYED_HEADERS, idempotency_settings
+from idempotency.conf import DEFAULTS, NEVER_REPLAYED_HEADERS, SETTING_NAME, idempotency_settings
+from idempotency.options import InvalidOption
 from idempotency.store import RecordStore
+from idempotency.urlconf import protected_views
 
 # One table of messages and hints; IDs are never reused.
 MESSAGES: dict[str, tuple[str, str]] = {
@@ -39,6 +41,32 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "again. Set IDEMPOTENCY['EXPIRY'] = timedelta(hours=24) (the default), or anything "
         "longer than the lease.",
     ),
+    "idempotency.E005": (
+        "settings.IDEMPOTENCY is {kind}, not a dict.",
+        'Make settings.IDEMPOTENCY a dict, e.g. IDEMPOTENCY = {{"LEASE": timedelta(seconds=60)}}, '
+        "or delete it to use the defaults.",
+    ),
+    "idempotency.E006": (
+        "settings.IDEMPOTENCY[{key!r}] is a string where a list belongs: {error}",
+        "Write a list: IDEMPOTENCY[{key!r}] = [{value!r}]. A lone string is read as its single "
+        "characters, which for METHODS leaves every real method unprotected.",
+    ),
+    "idempotency.E007": (
+        "settings.IDEMPOTENCY[{key!r}] is not a positive duration: {error}",
+        "A lease or expiry of zero lets a concurrent duplicate take the key over at once and run "
+        "the operation twice. Set IDEMPOTENCY[{key!r}] = {default} (the default) or another "
+        "duration longer than zero.",
+    ),
+    "idempotency.E008": (
+        "settings.IDEMPOTENCY[{key!r}] names an unknown HTTP method: {error}",
+        "List upper-case method names, e.g. IDEMPOTENCY[{key!r}] = {default} (the default): a "
+        "misspelt method leaves the real one unprotected.",
+    ),
+    "idempotency.E009": (
+        "The expiry of {where} is {expiry:g} s, not longer than its lease of {lease:g} s.",
+        "A key would expire while a request still holds it and a retry would run the operation "
+        "again. Set {fix} = timedelta(hours=24), or anything longer than the lease.",
+    ),
     "idempotency.W001": (
         "The database {alias!r} ({vendor}) takes no row locks (SELECT ... FOR UPDATE).",
         "Concurrent retries of one key may fail or race. In production use PostgreSQL, or "
@@ -62,23 +90,38 @@ def _message(level: Callable[..., CheckMessage], check_id: str, **context: Any) 
     return level(msg.format(**context), hint=hint.format(**context), id=check_id)
 
 
+def _literal(value: object) -> str:
+    """A default as the hint suggests typing it."""
+    if isinstance(value, timedelta):
+        seconds = int(value.total_seconds())
+        return (
+            f"timedelta(hours={seconds // 3600})"
+            if seconds % 3600 == 0
+            else (f"timedelta(seconds={seconds})")
+        )
+    return repr(value)
+
+
 @register(Tags.compatibility)
 def check_settings(**kwargs: Any) -> list[CheckMessage]:
+    raw = getattr(settings, SETTING_NAME, {})
+    if not isinstance(raw, Mapping):
+        return [_message(Error, "idempotency.E005", kind=type(raw).__name__)]
     unknown = idempotency_settings.unknown_keys()
     if unknown:
         return [_message(Error, "idempotency.E001", keys=", ".join(unknown))]
     errors: list[CheckMessage] = []
     for key in DEFAULTS:
+        context = {"key": key, "value": raw.get(key), "default": _literal(DEFAULTS[key])}
         try:
             getattr(idempotency_settings, key)
-        except (ImproperlyConfigured, ImportError, TypeError, ValueError) as exc:
-            errors.append(_message(Error, "idempotency.E002", key=key, error=exc))
+        except InvalidOption as exc:
+            errors.append(_message(Error, exc.check_id, error=exc, **context))
+        except Exception as exc:  # a check reports, never crashes: a user's module may raise
+            error = f"{type(exc).__name__}: {exc}"
+            errors.append(_message(Error, "idempotency.E002", error=error, **context))
     if errors:
         return errors
-    if not 1 <= idempotency_settings.MAX_KEY_LENGTH <= 255:
-        errors.append(
-            _message(Error, "idempotency.E003", value=idempotency_settings.MAX_KEY_LENGTH)
-        )
     never = [
         name
         for name in idempotency_settings.REPLAYED_HEADERS
@@ -109,9 +152,13 @@ def check_lease_outlives_requests(**kwargs: Any) -> list[CheckMessage]:
         leases = [
             ("settings.IDEMPOTENCY['LEASE']", "IDEMPOTENCY['LEASE']", idempotency_settings.LEASE)
         ]
-    except (ImproperlyConfigured, TypeError, ValueError):
+    except ImproperlyConfigured:
         return []  # check_settings reports invalid settings
-    leases.extend(view_leases())
+    leases.extend(
+        (view.where, view.lease_fix, view.lease)
+        for view in protected_views()
+        if view.lease is not None
+    )
     source, limit = timeout
     return [
         _message(
@@ -126,6 +173,35 @@ def check_lease_outlives_requests(**kwargs: Any) -> list[CheckMessage]:
         for where, fix, lease in leases
         if lease < limit
     ]
+
+
+@register(Tags.compatibility)
+def check_view_expiry_outlives_lease(**kwargs: Any) -> list[CheckMessage]:
+    """A view that sets its own lease or expiry must still expire its keys after the lease.
+
+    Both set on one view are refused where they are set; this finds the mix of a view's own
+    value with the setting's."""
+    try:
+        default_lease, default_expiry = idempotency_settings.LEASE, idempotency_settings.EXPIRY
+    except ImproperlyConfigured:
+        return []  # check_settings reports invalid settings
+    messages = []
+    for view in protected_views():
+        if view.lease is None and view.expiry is None:
+            continue  # the settings' own pair: idempotency.E004
+        lease, expiry = view.lease or default_lease, view.expiry or default_expiry
+        if expiry <= lease:
+            messages.append(
+                _message(
+                    Error,
+                    "idempotency.E009",
+                    where=view.where,
+                    fix=view.expiry_fix,
+                    expiry=expiry.total_seconds(),
+                    lease=lease.total_seconds(),
+                )
+            )
+    return messages
 
 
 @register(Tags.database)
@@ -168,45 +244,12 @@ def known_request_timeout() -> tuple[str, timedelta] | None:
 def statement_timeout(settings_dict: Mapping[str, Any]) -> timedelta | None:
     if "postgresql" not in str(settings_dict.get("ENGINE", "")):
         return None
-    options = str(settings_dict.get("OPTIONS", {}).get("options", ""))
+    database_options = settings_dict.get("OPTIONS")
+    if not isinstance(database_options, Mapping):
+        return None
+    options = str(database_options.get("options", ""))
     match = _STATEMENT_TIMEOUT.search(options)
     if match is None or match.group(2) not in _UNITS:
         return None
     seconds = float(match.group(1)) * _UNITS[match.group(2)]
     return timedelta(seconds=seconds) if seconds > 0 else None  # 0 turns the timeout off
-
-
-def view_leases() -> list[tuple[str, str, timedelta]]:
-    """``(where, fix, lease)`` for each protected view in the URLconf that sets its own lease."""
-    from django.urls import URLPattern, URLResolver, get_resolver
-
-    from idempotency.decorators import IdempotentViewOptions
-    from idempotency.mixins import IdempotentMixin
-
-    def walk(patterns: Iterable[Any]) -> Iterator[tuple[str, str, timedelta]]:
-        for entry in patterns:
-            if isinstance(entry, URLResolver):
-                yield from walk(entry.url_patterns)
-            elif isinstance(entry, URLPattern):
-                callback = entry.callback
-                name = getattr(callback, "__qualname__", repr(callback))
-                view_class = getattr(callback, "cls", None)
-                options = getattr(callback, "idempotency", None)
-                lease: timedelta | None = None
-                if isinstance(view_class, type) and issubclass(view_class, IdempotentMixin):
-                    initkwargs = getattr(callback, "initkwargs", {})
-                    lease = initkwargs.get("idempotency_lease", view_class.idempotency_lease)
-                    name, fix = (
-                        view_class.__qualname__,
-                        f"{view_class.__qualname__}.idempotency_lease",
-                    )
-                elif isinstance(options, IdempotentViewOptions):
-                    lease, fix = options.lease, f"@idempotent(lease=...) on {name}"
-                if lease is not None:
-                    yield f"view {name} ({entry.pattern})", fix, lease
-
-    try:
-        patterns = get_resolver().url_patterns
-    except Exception:  # a broken URLconf is reported by Django's own urls check
-        return []
-    return sorted(set(walk(patterns)))

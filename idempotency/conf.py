@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, cast
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
-from django.utils.module_loading import import_string
+
+from idempotency import options
 
 if TYPE_CHECKING:
     from rest_framework.request import Request
@@ -64,19 +65,29 @@ FingerprintFunction = Callable[["Request"], str]
 class IdempotencySettings:
     """Typed access to ``settings.IDEMPOTENCY`` merged over :data:`DEFAULTS`.
 
-    Values are cached per attribute and the cache is dropped whenever the setting changes
-    (``override_settings``), so tests and reconfiguration always see the live value.
+    Each value goes through the conversion of its kind in :mod:`idempotency.options`, the same
+    that per-view and per-call values go through. Values are cached per attribute and the cache
+    is dropped whenever the setting changes (``override_settings``), so tests and
+    reconfiguration always see the live value.
     """
 
     @property
-    def user_settings(self) -> Mapping[str, Any]:
+    def user_settings(self) -> Mapping[Any, Any]:
         value = getattr(settings, SETTING_NAME, {})
         if not isinstance(value, Mapping):
-            raise ImproperlyConfigured(f"settings.{SETTING_NAME} must be a dict, not {value!r}.")
+            raise ImproperlyConfigured(
+                f"settings.{SETTING_NAME} must be a dict, not {type(value).__name__} {value!r}."
+            )
         return value
 
     def unknown_keys(self) -> list[str]:
-        return sorted(set(self.user_settings) - set(DEFAULTS))
+        # repr, not the key itself: a garbage key (an int, a tuple) is named, not sorted against
+        # strings.
+        return sorted(
+            key if isinstance(key, str) else repr(key)
+            for key in self.user_settings
+            if key not in DEFAULTS
+        )
 
     def _get(self, name: str) -> Any:
         unknown = self.unknown_keys()
@@ -87,93 +98,81 @@ class IdempotencySettings:
             )
         return self.user_settings.get(name, DEFAULTS[name])
 
+    @staticmethod
+    def _where(name: str) -> str:
+        return f"settings.{SETTING_NAME}[{name!r}]"
+
     @cached_property
     def HEADER(self) -> str:
-        return str(self._get("HEADER"))
+        return options.header_name(self._get("HEADER"), self._where("HEADER"))
 
     @cached_property
     def METHODS(self) -> frozenset[str]:
-        return frozenset(method.upper() for method in self._get("METHODS"))
+        return options.methods(self._get("METHODS"), self._where("METHODS"))
 
     @cached_property
     def REQUIRED(self) -> bool:
-        return bool(self._get("REQUIRED"))
+        return options.flag(self._get("REQUIRED"), self._where("REQUIRED"))
 
     @cached_property
     def EXPIRY(self) -> timedelta:
-        return as_timedelta("EXPIRY", self._get("EXPIRY"))
+        return options.duration(self._get("EXPIRY"), self._where("EXPIRY"))
 
     @cached_property
     def LEASE(self) -> timedelta:
-        return as_timedelta("LEASE", self._get("LEASE"))
+        return options.duration(self._get("LEASE"), self._where("LEASE"))
 
     @cached_property
     def RETRY_AFTER(self) -> timedelta:
-        return as_timedelta("RETRY_AFTER", self._get("RETRY_AFTER"))
+        return options.duration(self._get("RETRY_AFTER"), self._where("RETRY_AFTER"))
 
     @cached_property
     def WAIT(self) -> timedelta:
-        return as_timedelta("WAIT", self._get("WAIT"))
+        return options.wait_duration(self._get("WAIT"), self._where("WAIT"))
 
     @cached_property
     def MAX_WAITERS(self) -> int:
-        return int(self._get("MAX_WAITERS"))
+        return options.count(self._get("MAX_WAITERS"), self._where("MAX_WAITERS"))
 
     @cached_property
     def REQUEST_TIMEOUT(self) -> timedelta | None:
         value = self._get("REQUEST_TIMEOUT")
-        return None if value is None else as_timedelta("REQUEST_TIMEOUT", value)
+        return options.optional_duration(value, self._where("REQUEST_TIMEOUT"))
 
     @cached_property
     def MAX_KEY_LENGTH(self) -> int:
-        return int(self._get("MAX_KEY_LENGTH"))
+        return options.key_length(self._get("MAX_KEY_LENGTH"), self._where("MAX_KEY_LENGTH"))
 
     @cached_property
     def MAX_STORED_BODY(self) -> int:
-        return int(self._get("MAX_STORED_BODY"))
+        return options.count(
+            self._get("MAX_STORED_BODY"), self._where("MAX_STORED_BODY"), minimum=1
+        )
 
     @cached_property
     def REPLAYED_HEADERS(self) -> tuple[str, ...]:
-        return tuple(self._get("REPLAYED_HEADERS"))
+        value = self._get("REPLAYED_HEADERS")
+        return options.header_names(value, self._where("REPLAYED_HEADERS"))
 
     @cached_property
     def SCOPE_FUNCTION(self) -> ScopeFunction:
-        return cast(ScopeFunction, import_callable("SCOPE_FUNCTION", self._get("SCOPE_FUNCTION")))
+        value = self._get("SCOPE_FUNCTION")
+        return cast(ScopeFunction, options.function(value, self._where("SCOPE_FUNCTION")))
 
     @cached_property
     def FINGERPRINT_FUNCTION(self) -> FingerprintFunction:
-        function = import_callable("FINGERPRINT_FUNCTION", self._get("FINGERPRINT_FUNCTION"))
-        return cast(FingerprintFunction, function)
+        value = self._get("FINGERPRINT_FUNCTION")
+        return cast(
+            FingerprintFunction, options.function(value, self._where("FINGERPRINT_FUNCTION"))
+        )
 
     @cached_property
     def PROBLEM_TYPE_BASE(self) -> str:
-        return str(self._get("PROBLEM_TYPE_BASE"))
+        return options.text(self._get("PROBLEM_TYPE_BASE"), self._where("PROBLEM_TYPE_BASE"))
 
     def reload(self) -> None:
         for name in DEFAULTS:
             self.__dict__.pop(name, None)
-
-
-def as_timedelta(name: str, value: object) -> timedelta:
-    """Accept a ``timedelta`` or a number of seconds."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    raise ImproperlyConfigured(
-        f"settings.{SETTING_NAME}[{name!r}] must be a timedelta or a number of seconds, "
-        f"not {value!r}."
-    )
-
-
-def import_callable(name: str, value: object) -> Any:
-    if callable(value):
-        return value
-    if isinstance(value, str):
-        return import_string(value)
-    raise ImproperlyConfigured(
-        f"settings.{SETTING_NAME}[{name!r}] must be a dotted path or a callable, not {value!r}."
-    )
 
 
 idempotency_settings = IdempotencySettings()

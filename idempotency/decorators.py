@@ -40,8 +40,19 @@ from idempotency.exceptions import (
 )
 from idempotency.fingerprints import http_request_fingerprint
 from idempotency.keys import parse_key
+from idempotency.options import (
+    Duration,
+    expiry_after_lease,
+    optional_duration,
+    optional_flag,
+    optional_function,
+    optional_header_names,
+    optional_methods,
+    optional_wait_duration,
+)
 from idempotency.outcomes import is_final
 from idempotency.responses import replay_response, replayed_header_names, snapshot, storable
+from idempotency.scopes import checked_scope
 from idempotency.store import RecordStore, StoredResponse
 
 # A sync view returns a response, an async one a coroutine of it.
@@ -79,8 +90,8 @@ def idempotent(
     *,
     methods: Collection[str] | None = None,
     required: bool | None = None,
-    lease: timedelta | None = None,
-    expiry: timedelta | None = None,
+    lease: Duration | None = None,
+    expiry: Duration | None = None,
     replayed_headers: Collection[str] | None = None,
     retry_after: timedelta | None = None,
     wait: timedelta | None = None,
@@ -96,8 +107,8 @@ def idempotent(
     *,
     methods: Collection[str] | None = None,
     required: bool | None = None,
-    lease: timedelta | None = None,
-    expiry: timedelta | None = None,
+    lease: Duration | None = None,
+    expiry: Duration | None = None,
     replayed_headers: Collection[str] | None = None,
     retry_after: timedelta | None = None,
     wait: timedelta | None = None,
@@ -121,7 +132,7 @@ def idempotent(
                 f"@idempotent protects view functions, not {function!r}: decorate "
                 "View.as_view(), or put IdempotentMixin on a DRF view class."
             )
-        options = IdempotentViewOptions(
+        options = _checked_options(
             function,
             methods,
             required,
@@ -158,6 +169,44 @@ def idempotent(
         return transaction.non_atomic_requests(using=using)(protected)
 
     return decorate if view is None else decorate(view)
+
+
+def _checked_options(
+    view: ViewFunction,
+    methods: object,
+    required: object,
+    lease: object,
+    expiry: object,
+    replayed_headers: object,
+    retry_after: object,
+    wait: object,
+    scope: object,
+    fingerprint: object,
+    store: RecordStore | None,
+) -> IdempotentViewOptions:
+    """The options converted as the settings are, or refused now, naming the view."""
+    name = getattr(view, "__qualname__", repr(view))
+
+    def where(option: str) -> str:
+        return f"@idempotent({option}=...) on {name}"
+
+    own_lease = optional_duration(lease, where("lease"))
+    own_expiry = optional_duration(expiry, where("expiry"))
+    if own_lease is not None and own_expiry is not None:
+        expiry_after_lease(own_lease, own_expiry, f"view {name}", where("expiry"))
+    return IdempotentViewOptions(
+        view,
+        methods=optional_methods(methods, where("methods")),
+        required=optional_flag(required, where("required")),
+        lease=own_lease,
+        expiry=own_expiry,
+        replayed_headers=optional_header_names(replayed_headers, where("replayed_headers")),
+        retry_after=optional_duration(retry_after, where("retry_after")),
+        wait=optional_wait_duration(wait, where("wait")),
+        scope=optional_function(scope, where("scope")),
+        fingerprint=optional_function(fingerprint, where("fingerprint")),
+        store=store,
+    )
 
 
 # Steps of one protected request that run around the view: opened (holding the key, in the
@@ -238,11 +287,14 @@ class _Guard:
         scope_function = self.options.scope or cast(
             RequestFunction, idempotency_settings.SCOPE_FUNCTION
         )
+        scope = checked_scope(
+            scope_function(request), f"the scope of view {self.view.__qualname__}"
+        )
         return begin(
             self.store,
             sender=self.view,
             request=request,
-            scope=scope_function(request),
+            scope=scope,
             key=key,
             fingerprint=fingerprint,
             method=request.method or "",

@@ -40,3 +40,18 @@ def parse_key(raw: str, max_length: int) -> str:
             )
         )
     return value
+
+
+def operation_key(key: object) -> str:
+    """The text of a key given to ``run_once``: a str, or an int as its decimal digits.
+
+    Event ids are often integers; any other type (``bool`` included, though it is an ``int``)
+    is a programming error, refused with ``TypeError`` rather than stored as its ``repr``.
+    """
+    if isinstance(key, str):
+        return key
+    if isinstance(key, int) and not isinstance(key, bool):
+        return str(key)
+    raise TypeError(
+        f"The idempotency key must be a str or an int, not {type(key).__name__} {key!r}."
+    )

@@ -14,6 +14,7 @@ from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from rest_framework.request import Request
 
+from idempotency import options
 from idempotency.attempts import (
     STORAGE_ERRORS,
     Attempt,
@@ -29,6 +30,7 @@ from idempotency.exceptions import (
     problem_response,
 )
 from idempotency.keys import parse_key
+from idempotency.options import Duration
 from idempotency.outcomes import RELEASING_EXCEPTIONS, is_final
 from idempotency.responses import (
     REPLAYED_HEADER,
@@ -37,6 +39,7 @@ from idempotency.responses import (
     snapshot,
     storable,
 )
+from idempotency.scopes import checked_scope
 from idempotency.store import LeaseLostError, RecordStore, StoredResponse
 
 if TYPE_CHECKING:
@@ -63,11 +66,11 @@ class IdempotentMixin(_Base):
 
     idempotency_methods: Collection[str] | None = None
     idempotency_required: bool | None = None
-    idempotency_lease: timedelta | None = None
-    idempotency_expiry: timedelta | None = None
+    idempotency_lease: Duration | None = None
+    idempotency_expiry: Duration | None = None
     idempotency_replayed_headers: Collection[str] | None = None
-    idempotency_retry_after: timedelta | None = None
-    idempotency_wait: timedelta | None = None
+    idempotency_retry_after: Duration | None = None
+    idempotency_wait: Duration | None = None
     # The store (and through it the clock); tests swap in ``RecordStore(clock=...)``.
     idempotency_store: RecordStore | None = None
     # Not settings: set on the instance during a protected request, before the operation runs,
@@ -76,10 +79,15 @@ class IdempotentMixin(_Base):
     idempotency_key: str | None = None
     idempotency_scope: str | None = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._check_idempotency_options({})  # refused when the class is defined
+
     @classmethod
     # Typed Any so one override fits both APIView.as_view(**initkwargs) and
     # ViewSetMixin.as_view(actions, **initkwargs): subclasses type-check without ignores.
     def as_view(cls, *args: Any, **initkwargs: Any) -> Any:
+        cls._check_idempotency_options(initkwargs)
         view = super().as_view(*args, **initkwargs)
         # The mixin commits the reservation on its own, before the operation, so a request-wide
         # transaction (ATOMIC_REQUESTS) must not wrap it; dispatch() restores that transaction
@@ -87,39 +95,82 @@ class IdempotentMixin(_Base):
         return transaction.non_atomic_requests(using=cls._idempotency_database())(view)
 
     @classmethod
+    def _check_idempotency_options(cls, initkwargs: dict[str, Any]) -> None:
+        """Refuse bad ``idempotency_*`` values of the class, or given to ``as_view()`` (which is
+        where ``@action(..., idempotency_lease=...)`` arrives), before any request runs."""
+        view = cls.__qualname__
+
+        def where(name: str) -> str:
+            if name in initkwargs:
+                return f"{name}=... given to {view}.as_view() or its @action()"
+            return f"{view}.{name}"
+
+        values = {name: getattr(cls, name) for name in options.VIEW_ATTRIBUTES}
+        # A property computes its value per request: its hook converts what it returns.
+        values = {name: value for name, value in values.items() if not isinstance(value, property)}
+        options.view_attributes(view, {**values, **initkwargs}, where)
+
+    @classmethod
     def _idempotency_database(cls) -> str:
         return (cls.idempotency_store or RecordStore()).using
 
     # Hooks, one job each ------------------------------------------------------------------
 
+    # Each hook converts its attribute as the setting is converted (options), so a value set
+    # after the class was defined (an instance attribute, a test's patch) is checked too.
+
+    def _idempotency_where(self, name: str) -> str:
+        return f"{type(self).__qualname__}.{name}"
+
     def get_idempotency_methods(self) -> frozenset[str]:
         if self.idempotency_methods is None:
             return idempotency_settings.METHODS
-        return frozenset(method.upper() for method in self.idempotency_methods)
+        return options.methods(
+            self.idempotency_methods, self._idempotency_where("idempotency_methods")
+        )
 
     def get_idempotency_required(self) -> bool:
         if self.idempotency_required is None:
             return idempotency_settings.REQUIRED
-        return self.idempotency_required
+        return options.flag(
+            self.idempotency_required, self._idempotency_where("idempotency_required")
+        )
 
     def get_idempotency_lease(self) -> timedelta:
-        return self.idempotency_lease or idempotency_settings.LEASE
+        if self.idempotency_lease is None:
+            return idempotency_settings.LEASE
+        return options.duration(
+            self.idempotency_lease, self._idempotency_where("idempotency_lease")
+        )
 
     def get_idempotency_expiry(self) -> timedelta:
-        return self.idempotency_expiry or idempotency_settings.EXPIRY
+        if self.idempotency_expiry is None:
+            return idempotency_settings.EXPIRY
+        return options.duration(
+            self.idempotency_expiry, self._idempotency_where("idempotency_expiry")
+        )
 
     def get_idempotency_retry_after(self) -> timedelta:
         """The ``Retry-After`` hint of a 409 (bounded by the holder's lease, at least 1 s)."""
-        return self.idempotency_retry_after or idempotency_settings.RETRY_AFTER
+        if self.idempotency_retry_after is None:
+            return idempotency_settings.RETRY_AFTER
+        return options.duration(
+            self.idempotency_retry_after, self._idempotency_where("idempotency_retry_after")
+        )
 
     def get_idempotency_wait(self) -> timedelta:
         """How long a duplicate waits for the holder's outcome before its 409 (0: not at all)."""
         if self.idempotency_wait is None:
             return idempotency_settings.WAIT
-        return self.idempotency_wait
+        return options.wait_duration(
+            self.idempotency_wait, self._idempotency_where("idempotency_wait")
+        )
 
     def get_idempotency_replayed_headers(self) -> frozenset[str]:
-        return replayed_header_names(self.idempotency_replayed_headers)
+        where = self._idempotency_where("idempotency_replayed_headers")
+        return replayed_header_names(
+            options.optional_header_names(self.idempotency_replayed_headers, where)
+        )
 
     def get_idempotency_store(self) -> RecordStore:
         return self.idempotency_store or RecordStore()
@@ -133,6 +184,14 @@ class IdempotentMixin(_Base):
 
     def get_idempotency_scope(self, request: Request) -> str:
         return idempotency_settings.SCOPE_FUNCTION(request)
+
+    def _checked_idempotency_scope(self, request: Request) -> str:
+        """The scope, refused (as a developer error) where the database could not store it."""
+        source = (
+            f"the scope {type(self).__qualname__}.get_idempotency_scope() returned "
+            "(by default, settings.IDEMPOTENCY['SCOPE_FUNCTION'])"
+        )
+        return checked_scope(self.get_idempotency_scope(request), source)
 
     def get_idempotency_fingerprint(self, request: Request) -> str:
         return idempotency_settings.FINGERPRINT_FUNCTION(request)
@@ -235,7 +294,7 @@ class IdempotentMixin(_Base):
         _refuse_oversized_body(request)
         fingerprint = self.get_idempotency_fingerprint(request)
         store = self.get_idempotency_store()
-        scope = self.get_idempotency_scope(request)
+        scope = self._checked_idempotency_scope(request)
         self.idempotency_key, self.idempotency_scope = key, scope
         outcome = begin(
             store,

@@ -25,17 +25,19 @@ import json
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.core.serializers.json import DjangoJSONEncoder
 
+from idempotency import options
 from idempotency.async_support import one_thread
 from idempotency.attempts import begin
 from idempotency.conf import idempotency_settings
 from idempotency.fingerprints import canonical, hash_document
-from idempotency.keys import parse_key
+from idempotency.keys import operation_key, parse_key
+from idempotency.options import Duration
+from idempotency.scopes import checked_scope
 from idempotency.store import RecordStore, StoredResponse
 
 # What the record shows in the method column for operations that are not HTTP requests.
@@ -58,14 +60,14 @@ class Run:
 def idempotent_operation(
     *,
     scope: str,
-    key: str,
+    key: str | int,
     fingerprint: object = None,
     operation: str = "",
-    lease: timedelta | None = None,
-    expiry: timedelta | None = None,
+    lease: Duration | None = None,
+    expiry: Duration | None = None,
     store: RecordStore | None = None,
-    retry_after: timedelta | None = None,
-    wait: timedelta | None = None,
+    retry_after: Duration | None = None,
+    wait: Duration | None = None,
 ) -> Iterator[Run]:
     """Reserve ``key`` in ``scope``; the block does the work only when ``run.should_run``.
 
@@ -82,21 +84,27 @@ def idempotent_operation(
     roll back and the key is freed for the next delivery. After the block, ``run.result`` holds
     the stored JSON form of the result, the same value every delivery sees.
     """
+    # Every argument is checked before anything is stored; an int key counts as its digits.
+    key_text = parse_key(operation_key(key), idempotency_settings.MAX_KEY_LENGTH)
+    scope = checked_scope(scope, "run_once(scope=...)")
+    operation = options.text(operation, "idempotent_operation(operation=...)")
+    lease_for, expiry_for = options.operation_durations(
+        lease, expiry, idempotency_settings.LEASE, idempotency_settings.EXPIRY, "run_once"
+    )
     store = store or RecordStore()
-    key = parse_key(key, idempotency_settings.MAX_KEY_LENGTH)
     outcome = begin(
         store,
         sender=idempotent_operation,
         request=None,
         scope=scope,
-        key=key,
+        key=key_text,
         fingerprint=hash_document(canonical(fingerprint)),
         method=OPERATION_METHOD,
         path=operation or scope,
-        lease=lease or idempotency_settings.LEASE,
-        expiry=expiry or idempotency_settings.EXPIRY,
-        retry_after=retry_after,
-        wait=wait,
+        lease=lease_for,
+        expiry=expiry_for,
+        retry_after=options.optional_duration(retry_after, "run_once(retry_after=...)"),
+        wait=options.optional_wait_duration(wait, "run_once(wait=...)"),
     )
     if isinstance(outcome, StoredResponse):
         yield Run(should_run=False, result=json.loads(outcome.body))
@@ -113,13 +121,13 @@ def run_once(
     function: Callable[[], Any],
     *,
     scope: str,
-    key: str,
+    key: str | int,
     fingerprint: object = None,
-    lease: timedelta | None = None,
-    expiry: timedelta | None = None,
+    lease: Duration | None = None,
+    expiry: Duration | None = None,
     store: RecordStore | None = None,
-    retry_after: timedelta | None = None,
-    wait: timedelta | None = None,
+    retry_after: Duration | None = None,
+    wait: Duration | None = None,
 ) -> Any:
     """Run ``function`` once per ``key`` in ``scope``; return its (stored, JSON) result."""
     with idempotent_operation(
@@ -144,11 +152,11 @@ async def arun_once(
     scope: str,
     key: str | int,
     fingerprint: object = None,
-    lease: timedelta | None = None,
-    expiry: timedelta | None = None,
+    lease: Duration | None = None,
+    expiry: Duration | None = None,
     store: RecordStore | None = None,
-    retry_after: timedelta | None = None,
-    wait: timedelta | None = None,
+    retry_after: Duration | None = None,
+    wait: Duration | None = None,
 ) -> Any:
     """:func:`run_once` for async consumers: ``await function()`` once per ``key`` in ``scope``.
 
@@ -161,7 +169,7 @@ async def arun_once(
     async with one_thread():
         guard = idempotent_operation(
             scope=scope,
-            key=key,  # type: ignore[arg-type]
+            key=key,
             fingerprint=fingerprint,
             operation=getattr(function, "__qualname__", None) or type(function).__qualname__,
             lease=lease,

@@ -2,9 +2,45 @@
 
 from __future__ import annotations
 
+import unicodedata
+
+from django.core.exceptions import ImproperlyConfigured
 from rest_framework.request import Request
 
 ANONYMOUS_SCOPE = "anonymous"
+
+# The database column's length, in characters.
+MAX_SCOPE_LENGTH = 255
+
+
+class InvalidScope(ImproperlyConfigured, ValueError):
+    """A scope no database could store alike: empty, too long, or with control characters.
+
+    A developer error wherever the scope comes from (a scope function, ``run_once(scope=...)``):
+    ``ImproperlyConfigured`` for views, and a ``ValueError`` for callers of ``run_once``."""
+
+
+def checked_scope(scope: object, source: str) -> str:
+    """``scope`` if every backend stores it as it is; ``source`` says where it came from.
+
+    Checked here rather than left to the database: PostgreSQL raises ``DataError`` for a scope
+    over 255 characters (or NUL), while SQLite stores it silently.
+    """
+    if not isinstance(scope, str):
+        raise TypeError(f"{source} must be a str, not {type(scope).__name__} {scope!r}.")
+    if not scope:
+        raise InvalidScope(f"{source} is empty; a scope names whose keys these are.")
+    if len(scope) > MAX_SCOPE_LENGTH:
+        raise InvalidScope(
+            f"{source} is {len(scope)} characters long; at most {MAX_SCOPE_LENGTH} fit in the "
+            f"database. Shorten it, e.g. by hashing its long part: {scope[:40]!r}..."
+        )
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in scope):
+        raise InvalidScope(
+            f"{source} holds control characters or lone surrogates, which not every database "
+            f"stores: {scope!r}."
+        )
+    return scope
 
 
 def user_scope(request: Request) -> str:

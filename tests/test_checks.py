@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from datetime import timedelta
 from io import StringIO
@@ -19,6 +20,7 @@ from idempotency.checks import (
     check_lease_outlives_requests,
     check_row_locks,
     check_settings,
+    check_view_expiry_outlives_lease,
     statement_timeout,
 )
 
@@ -85,6 +87,95 @@ def test_e004_expiry_not_longer_than_the_lease(expiry):
 def test_e004_not_raised_when_expiry_outlasts_the_lease():
     with override_settings(IDEMPOTENCY={"LEASE": 60, "EXPIRY": 61}):
         assert check_settings() == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("LEASE", math.inf),
+        ("LEASE", math.nan),
+        ("LEASE", True),
+        ("EXPIRY", 10**30),
+        ("REQUIRED", "false"),
+        ("HEADER", None),
+        ("HEADER", "Idempotency Key"),
+        ("MAX_KEY_LENGTH", "255"),
+        ("REPLAYED_HEADERS", ["Location", 5]),
+        ("PROBLEM_TYPE_BASE", 5),
+        ("FINGERPRINT_FUNCTION", "idempotency.conf.SETTING_NAME"),  # imports, not callable
+    ],
+)
+def test_e002_every_kind_of_value_is_checked(key, value):
+    with override_settings(IDEMPOTENCY={key: value}):
+        messages = check_settings()
+    assert ids(messages) == ["idempotency.E002"]
+    assert f"settings.IDEMPOTENCY[{key!r}]" in messages[0].msg
+
+
+@pytest.mark.parametrize("value", [None, ["LEASE", 5], "LEASE=5", 0])
+def test_e005_settings_that_are_not_a_dict(value):
+    with override_settings(IDEMPOTENCY=value):
+        (message,) = check_settings()
+        assert check_lease_outlives_requests() == []
+        assert check_view_expiry_outlives_lease() == []
+    assert message.id == "idempotency.E005"
+    assert f"is {type(value).__name__}, not a dict" in message.msg
+
+
+@pytest.mark.parametrize(("key", "value"), [("METHODS", "POST"), ("REPLAYED_HEADERS", "Location")])
+def test_e006_a_lone_string_where_a_list_belongs(key, value):
+    with override_settings(IDEMPOTENCY={key: value}):
+        (message,) = check_settings()
+    assert message.id == "idempotency.E006"
+    assert f"not the string {value!r}" in message.msg
+    assert f"IDEMPOTENCY[{key!r}] = [{value!r}]" in message.hint
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "default"),
+    [
+        ("LEASE", 0, "timedelta(seconds=60)"),
+        ("LEASE", timedelta(seconds=-1), "timedelta(seconds=60)"),
+        ("EXPIRY", 0.0, "timedelta(hours=24)"),
+        ("REQUEST_TIMEOUT", -30, "None"),
+    ],
+)
+def test_e007_durations_of_zero_or_less(key, value, default):
+    with override_settings(IDEMPOTENCY={key: value}):
+        (message,) = check_settings()  # and no E004: the pair is not compared
+    assert message.id == "idempotency.E007"
+    assert f"Set IDEMPOTENCY[{key!r}] = {default} (the default)" in message.hint
+
+
+def test_e008_an_unknown_method():
+    with override_settings(IDEMPOTENCY={"METHODS": ["POST", "PSOT"]}):
+        (message,) = check_settings()
+    assert message.id == "idempotency.E008"
+    assert "'PSOT'" in message.msg
+
+
+@override_settings(ROOT_URLCONF="tests.option_urls")
+def test_e009_a_view_whose_own_value_ends_its_expiry_before_its_lease():
+    messages = check_view_expiry_outlives_lease()
+    assert ids(messages) == ["idempotency.E009", "idempotency.E009"]
+    lease, expiry = messages
+    assert "TwoDayLeaseView (two-day-lease/) is 86400 s, not longer than its lease of 172800 s" in (
+        lease.msg
+    )
+    assert "Set TwoDayLeaseView.idempotency_expiry = timedelta(hours=24)" in lease.hint
+    assert "short_expiry (short-expiry/) is 30 s, not longer than its lease of 60 s" in expiry.msg
+    assert "Set @idempotent(expiry=...) on short_expiry = " in expiry.hint
+    with override_settings(IDEMPOTENCY={"LEASE": 10, "EXPIRY": timedelta(days=3)}):
+        assert check_view_expiry_outlives_lease() == []
+
+
+@override_settings(ROOT_URLCONF="tests.option_urls")
+def test_w003_compares_leases_given_in_seconds():
+    # A view lease of 20 (seconds) beside a REQUEST_TIMEOUT number crashed the check.
+    with override_settings(IDEMPOTENCY={"REQUEST_TIMEOUT": 45}):
+        messages = check_lease_outlives_requests()
+    (view,) = [m for m in messages if "SecondsLeaseView" in m.msg]
+    assert "(20 s) is shorter than settings.IDEMPOTENCY['REQUEST_TIMEOUT'] (45 s)" in view.msg
 
 
 def test_w001_database_without_row_locks_in_production(settings):
@@ -206,6 +297,11 @@ MISCONFIGURATIONS = {
     "idempotency.E002": {"IDEMPOTENCY": {"LEASE": "soon"}},
     "idempotency.E003": {"IDEMPOTENCY": {"MAX_KEY_LENGTH": 300}},
     "idempotency.E004": {"IDEMPOTENCY": {"EXPIRY": 10}},
+    "idempotency.E005": {"IDEMPOTENCY": None},
+    "idempotency.E006": {"IDEMPOTENCY": {"METHODS": "POST"}},
+    "idempotency.E007": {"IDEMPOTENCY": {"LEASE": 0}},
+    "idempotency.E008": {"IDEMPOTENCY": {"METHODS": ["POTS"]}},
+    "idempotency.E009": {"ROOT_URLCONF": "tests.option_urls"},
     "idempotency.W002": {"IDEMPOTENCY": {"REPLAYED_HEADERS": ["Set-Cookie"]}},
     "idempotency.W003": {"IDEMPOTENCY": {"REQUEST_TIMEOUT": 600}},
 }
@@ -246,5 +342,10 @@ def test_checks_are_registered_by_the_app():
     from django.core.checks.registry import registry
 
     registered = registry.get_checks(include_deployment_checks=True)
-    assert {check_settings, check_lease_outlives_requests, check_row_locks} <= set(registered)
+    assert {
+        check_settings,
+        check_lease_outlives_requests,
+        check_view_expiry_outlives_lease,
+        check_row_locks,
+    } <= set(registered)
     assert checks.check_settings in registered

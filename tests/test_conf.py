@@ -60,3 +60,23 @@ def test_functions_accept_dotted_paths_and_callables():
 def test_every_default_is_exposed():
     for key in DEFAULTS:
         getattr(idempotency_settings, key)
+
+
+def test_a_refused_override_leaves_nothing_behind():
+    # The conversion runs on each read after a change; a refused value is never cached.
+    with override_settings(IDEMPOTENCY={"METHODS": "POST", "LEASE": 0}):
+        with pytest.raises(ImproperlyConfigured, match="METHODS"):
+            idempotency_settings.METHODS  # noqa: B018
+        with pytest.raises(ImproperlyConfigured, match="LEASE"):
+            idempotency_settings.LEASE  # noqa: B018
+    with override_settings(IDEMPOTENCY={"METHODS": ["post", "put"], "LEASE": 2.5}):
+        assert frozenset({"POST", "PUT"}) == idempotency_settings.METHODS
+        assert timedelta(seconds=2.5) == idempotency_settings.LEASE
+    assert frozenset({"POST", "PATCH"}) == idempotency_settings.METHODS
+    assert timedelta(seconds=60) == idempotency_settings.LEASE
+
+
+@pytest.mark.parametrize("value", [None, [], "IDEMPOTENCY"])
+def test_settings_that_are_not_a_dict_are_refused_on_read(value):
+    with override_settings(IDEMPOTENCY=value), pytest.raises(ImproperlyConfigured, match="dict"):
+        idempotency_settings.HEADER  # noqa: B018

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from idempotency.exceptions import IdempotencyKeyInvalid
-from idempotency.keys import parse_key
+from idempotency.keys import operation_key, parse_key
 
 
 @pytest.mark.parametrize(
@@ -52,3 +52,14 @@ def test_quoted_key_with_a_space_is_a_valid_string_but_not_a_valid_key():
 
 def test_length_is_counted_after_unquoting():
     assert parse_key('"' + "a" * 10 + '"', 10) == "a" * 10
+
+
+@pytest.mark.parametrize(("key", "text"), [("evt_1", "evt_1"), (12345, "12345"), (-7, "-7")])
+def test_an_operation_key_is_text_or_an_int_as_its_digits(key, text):
+    assert operation_key(key) == text
+
+
+@pytest.mark.parametrize("key", [True, None, 1.5, b"evt", ["evt"]])
+def test_any_other_operation_key_is_a_type_error(key):
+    with pytest.raises(TypeError, match="must be a str or an int"):
+        operation_key(key)
