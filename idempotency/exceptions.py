@@ -150,3 +150,16 @@ class RequestBodyTooLarge(ProblemDetailsError):
     title = _("Request body too large")
     default_detail = _("The request body is larger than this service accepts.")
     default_code = "request_body_too_large"
+
+
+class RequestBodyInvalid(ProblemDetailsError):
+    """The body cannot be fingerprinted: refused before anything is stored or run."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    problem_type = "body-invalid"
+    title = _("Request body invalid")
+    default_detail = _(
+        "The request body holds text that is not valid Unicode (a lone surrogate escape such "
+        'as "\\udb9d") or is nested too deeply.'
+    )
+    default_code = "request_body_invalid"
