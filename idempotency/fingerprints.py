@@ -109,7 +109,10 @@ def route_identity(request: Request | HttpRequest) -> list[Any]:
     if match is None:
         return ["path", request.path]
     route = match.route or match.view_name
-    kwargs = match.kwargs if match.captured_kwargs is None else match.captured_kwargs
+    # Captured arguments only: extra kwargs from the URL conf are fixed per pattern (not in
+    # django-stubs yet, hence getattr).
+    captured = getattr(match, "captured_kwargs", None)
+    kwargs = match.kwargs if captured is None else captured
     try:
         return ["route", route, _encode(match.args), _encode(kwargs)]
     except TypeError:
