@@ -143,7 +143,7 @@ def hash_document(document: object) -> str:
 def _hash_request(document: list[Any]) -> str:
     try:
         encoded = _dumps(document).encode()
-    except UnicodeEncodeError:  # a lone surrogate escape ("\udb9d") in the body
+    except (UnicodeEncodeError, RecursionError):  # a lone surrogate escape ("\udb9d") in the body
         raise RequestBodyInvalid() from None
     return hashlib.sha256(encoded).hexdigest()
 
