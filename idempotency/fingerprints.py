@@ -48,7 +48,7 @@ _dumps = json.JSONEncoder(
 ).encode
 
 
-class JSONNumber(str):
+class _JSONNumber(str):
     """A number as written in a JSON body (``0.10``, ``1e5000``, ``NaN``), never converted."""
 
     __slots__ = ()
@@ -156,9 +156,9 @@ def _http_body(request: HttpRequest) -> list[Any]:
         try:
             parsed = json.loads(
                 request.body,
-                parse_float=JSONNumber,
-                parse_int=JSONNumber,
-                parse_constant=JSONNumber,
+                parse_float=_JSONNumber,
+                parse_int=_JSONNumber,
+                parse_constant=_JSONNumber,
             )
             return ["json", _encode(parsed)]
         except (ValueError, RecursionError):
@@ -184,7 +184,7 @@ def _encode(value: Any) -> Any:
 
 
 def _encode_other(value: Any) -> Any:
-    if isinstance(value, JSONNumber):
+    if isinstance(value, _JSONNumber):
         return ["n", str.__str__(value)]
     if isinstance(value, Enum):
         return ["enum", _type_name(value), _encode(value.value)]
