@@ -208,3 +208,16 @@ class ResponseNotStorable(ProblemDetailsError):
         "Retry with the same idempotency key."
     )
     default_code = "idempotency_response_not_storable"
+
+
+class RequestBodyInvalid(ProblemDetailsError):
+    """The body cannot be fingerprinted: refused before anything is stored or run."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    problem_type = "body-invalid"
+    title = _("Request body invalid")
+    default_detail = _(
+        "The request body holds text that is not valid Unicode (a lone surrogate escape such "
+        'as "\\udb9d") or is nested too deeply.'
+    )
+    default_code = "request_body_invalid"

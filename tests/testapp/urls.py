@@ -3,7 +3,11 @@ from __future__ import annotations
 from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
-from tests.testapp import views
+from tests.testapp import (
+    converters,  # noqa: F401  (registers isodate and account)
+    fingerprint_views,
+    views,
+)
 
 router = SimpleRouter()
 router.register("viewset-widgets", views.WidgetViewSet, basename="viewset-widget")
@@ -19,5 +23,9 @@ urlpatterns = [
     path("atomic-check/", views.AtomicCheckView.as_view(), name="atomic-check"),
     path("short-lease-widgets/", views.ShortLeaseWidgetView.as_view(), name="short-lease"),
     path("crash-if-first/", views.CrashIfFirstWidgetView.as_view(), name="crash-if-first"),
+    path("uuid-widgets/<uuid:ref>/", views.WidgetView.as_view(), name="uuid-widgets"),
+    path("dated-widgets/<isodate:day>/", views.WidgetView.as_view(), name="dated-widgets"),
+    path("account-widgets/<account:account>/", views.WidgetView.as_view(), name="account-widgets"),
+    path("amounts/", fingerprint_views.AmountView.as_view(), name="amounts"),
     *router.urls,
 ]
