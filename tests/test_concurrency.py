@@ -7,6 +7,7 @@ writers; a duplicate waits for the lock instead of answering 409 at once).
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -97,7 +98,7 @@ def test_slow_holder_fenced_out_by_a_takeover_leaves_nothing_behind():
     which is why the demo's gateway has keys of its own), but only one outcome exists.
     """
     url = "/test/short-lease-widgets/"
-    body = {"name": "slow", "sleep": 1.0}
+    body = {"name": "slow", "sleep": 2.0}
     results = {}
 
     def first():
@@ -106,7 +107,13 @@ def test_slow_holder_fenced_out_by_a_takeover_leaves_nothing_behind():
 
     thread = threading.Thread(target=first)
     thread.start()
-    threading.Event().wait(0.6)  # past the lease, while the first attempt still sleeps
+    # Past the 300 ms lease, while the first attempt still sleeps (timed from its reservation,
+    # so a loaded machine that starts the thread late cannot reorder the two attempts).
+    deadline = time.monotonic() + 10
+    while not IdempotencyRecord.objects.filter(key="fence").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.5)
     results["second"] = post(url, body, "fence")
     thread.join()
 
@@ -137,7 +144,11 @@ def test_fenced_out_holder_that_crashes_answers_lease_lost_not_500():
 
     thread = threading.Thread(target=first)
     thread.start()
-    threading.Event().wait(0.6)  # past the 300 ms lease, while the first attempt sleeps
+    deadline = time.monotonic() + 10
+    while not IdempotencyRecord.objects.filter(key="crash").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.4)  # past the 300 ms lease, while the first attempt sleeps its second
     results["second"] = post(url, {"name": "w"}, "crash")
     thread.join()
 
