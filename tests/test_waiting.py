@@ -97,7 +97,7 @@ def test_a_wait_that_runs_out_answers_409_and_polls_a_bounded_number_of_times():
     assert 0.6 <= elapsed < 1.4
     polls = [q for q in queries.captured_queries if "idempotency" in q["sql"]]
     # Reservation INSERT, its reads (plain and locked), then one read per backoff step.
-    assert len(polls) <= 3 + len(waiting.poll_delays(0.6)) + 1, len(polls)
+    assert len(polls) <= 3 + waiting.max_polls(0.6), len(polls)
     assert not any("FOR UPDATE" in q["sql"] for q in polls[3:])  # waiting takes no lock
 
 
@@ -127,5 +127,6 @@ def test_with_the_wait_off_a_duplicate_gets_409_at_once():
     assert elapsed < 0.5
 
 
-def test_backoff_doubles_to_its_cap():
-    assert waiting.poll_delays(3.0) == [0.05, 0.1, 0.2, 0.4, 0.5, 0.5, 0.5, 0.5]
+def test_a_wait_reads_a_bounded_number_of_times():
+    # Sleeps of 25-50, 50-100, 100-200, 200-400 ms, then 250-500 ms each.
+    assert [waiting.max_polls(budget) for budget in (0.0, 0.6, 3.0)] == [0, 5, 15]

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from idempotency.waiting import poll_delays
+from idempotency.waiting import max_polls
 from tests.faults.server import DemoServer
 from tests.faults.test_processes import BODY, assert_in_progress, counts, race
 
@@ -87,7 +87,7 @@ def test_100_duplicates_of_a_1s_payment_with_the_wait_on_all_get_the_one_outcome
     # Each request: its reservation INSERT, the read that finds the key in progress, the locked
     # read that decides, and at most one poll per backoff step of the wait (the holder: its
     # completion). A waiter holds no transaction meanwhile.
-    per_request = 3 + len(poll_delays(WAIT_SECONDS)) + 1
+    per_request = 3 + max_polls(WAIT_SECONDS) + 1
     assert reads <= 100 * per_request, reads
 
 
