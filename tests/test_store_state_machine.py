@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
     invariant,
     multiple,
+    precondition,
     rule,
     run_state_machine_as_test,
 )
@@ -103,9 +104,8 @@ class StoreProtocol(RuleBasedStateMachine):
 
     # The model -----------------------------------------------------------------------------
 
-    def expected_decision(
-        self, key: tuple[str, str], fingerprint: str, lease: timedelta, expiry: timedelta
-    ) -> type | InProgress | Replay | Mismatch | tuple[type, bool]:
+    def expected_decision(self, key, fingerprint):
+        """The decision a reserve gets now; ``(Reserved, taken_over)`` for a reservation."""
         now = self.clock.now
         record = self.model.get(key)
         if record is None:
@@ -144,8 +144,22 @@ class StoreProtocol(RuleBasedStateMachine):
         expiry=st.sampled_from(EXPIRIES),
     )
     def reserve(self, key, fingerprint, lease, expiry):
+        return self.attempt(key, fingerprint, lease, expiry)
+
+    @rule(
+        target=attempts,
+        earlier=attempts,
+        lease=st.sampled_from(LEASES),
+        expiry=st.sampled_from(EXPIRIES),
+    )
+    def retry(self, earlier, lease, expiry):
+        """The client sends an earlier attempt's request again (a view or call may set
+        another lease and expiry than the one that reserved it)."""
+        return self.attempt(earlier.key, earlier.fingerprint, lease, expiry)
+
+    def attempt(self, key, fingerprint, lease, expiry):
         now = self.clock.now
-        expected = self.expected_decision(key, fingerprint, lease, expiry)
+        expected = self.expected_decision(key, fingerprint)
         method, path = REQUESTS[fingerprint]
         decision = self.store.reserve(
             scope=key[0],
@@ -156,11 +170,19 @@ class StoreProtocol(RuleBasedStateMachine):
             lease=lease,
             expiry=expiry,
         )
+        taken_over = isinstance(decision, Reserved) and decision.taken_over
+        event(f"reserve: {type(decision).__name__}{' (taken over)' if taken_over else ''}")
+        final = self.final.get(key)
+        if isinstance(decision, Replay):
+            assert final is not None and final.expires_at > now, "replayed what never completed"
+            assert fingerprint == final.fingerprint, "a mismatching fingerprint was replayed"
+            assert decision.response == final.outcome, "a replay differs from the completion"
         if not isinstance(decision, Reserved):
             assert decision == expected, "a retry must be told what the key holds"
             return multiple()
         live = [a for a in self.granted if a.key == key and not a.finished and a.lease_ends > now]
         assert not live, f"at most one live holder per key: granted beside {live}"
+        assert not (final and final.expires_at > now), "a completed outcome was run again"
         assert expected == (Reserved, decision.taken_over), f"expected {expected}"
         previous = self.model.get(key)
         floor = previous.expires_at if previous is not None else now
@@ -171,7 +193,7 @@ class StoreProtocol(RuleBasedStateMachine):
             locked_until=now + lease,
             expires_at=max(floor, now + lease, now + expiry),
         )
-        self.final.pop(key, None)  # only reachable once the outcome expired
+        self.final.pop(key, None)
         attempt = Attempt(key, fingerprint, decision, now + lease, expiry)
         self.granted.append(attempt)
         return attempt
@@ -181,10 +203,12 @@ class StoreProtocol(RuleBasedStateMachine):
         before = self.row(attempt.key)
         if not self.holder(attempt):
             # Fenced out (taken over, expired and reused, purged) or completed already.
+            event("complete: fenced out")
             with pytest.raises(LeaseLostError):
                 self.store.complete(attempt.reservation, outcome)
             assert_same_row(before, self.row(attempt.key), "a fenced-out completion")
             return
+        event(f"complete: {'late' if attempt.lease_ends <= self.clock.now else 'in time'}")
         self.store.complete(attempt.reservation, outcome)
         attempt.finished = True
         expires_at = self.clock.now + attempt.expiry
@@ -209,14 +233,29 @@ class StoreProtocol(RuleBasedStateMachine):
     def advance(self, step):
         self.clock.advance(seconds=step.total_seconds())
 
+    @precondition(lambda self: self.model)
+    @rule(key=st.sampled_from(KEYS), past=st.sampled_from(["lease", "expiry"]))
+    def advance_past(self, key, past):
+        """Move the clock to just past a key's lease or expiry, where the decisions turn."""
+        record = self.model.get(key)
+        moment = record and (record.locked_until if past == "lease" else record.expires_at)
+        if moment is not None and moment >= self.clock.now:
+            self.clock.now = moment + timedelta(seconds=1)
+
+    @precondition(lambda self: self.model)
     @rule(batch_size=st.sampled_from([1, 100]))
     def purge(self, batch_size):
         now = self.clock.now
+        before = set(IdempotencyRecord.objects.values_list("scope", "key"))
         Purger(batch_size=batch_size, clock=self.clock).run()
+        deleted = before - set(IdempotencyRecord.objects.values_list("scope", "key"))
+        event(f"purge: deleted {len(deleted)}")
         for key, record in list(self.model.items()):
             live = record.state == "in_progress" and record.locked_until > now
             if record.expires_at <= now and not live:
                 del self.model[key]
+            else:
+                assert key not in deleted, f"purge deleted {key}, live or unexpired"
 
     # Invariants ----------------------------------------------------------------------------
 
@@ -279,7 +318,7 @@ def assert_same_row(before, after, what):
 
 
 MACHINE_SETTINGS = settings(
-    max_examples=40,
+    max_examples=75,
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
@@ -287,18 +326,21 @@ MACHINE_SETTINGS = settings(
 
 
 @pytest.fixture(params=["native", "orm"])
-def statements(request, monkeypatch):
-    """The machine runs on the native INSERT ... ON CONFLICT and on the ORM fallback."""
-    if request.param == "orm":
-        from idempotency import store as store_module
+def machine_settings(request, monkeypatch):
+    """The native INSERT ... ON CONFLICT, and the ORM fallback (fewer examples: only the
+    INSERT differs)."""
+    if request.param == "native":
+        return MACHINE_SETTINGS
+    from idempotency import store as store_module
 
-        native = store_module.record_statements
-        monkeypatch.setattr(
-            store_module,
-            "record_statements",
-            lambda alias: dataclasses.replace(native(alias), insert=None),
-        )
+    native = store_module.record_statements
+    monkeypatch.setattr(
+        store_module,
+        "record_statements",
+        lambda alias: dataclasses.replace(native(alias), insert=None),
+    )
+    return settings(MACHINE_SETTINGS, max_examples=25)
 
 
-def test_the_store_protocol_holds_under_any_interleaving(statements):
-    run_state_machine_as_test(StoreProtocol, settings=MACHINE_SETTINGS)
+def test_the_store_protocol_holds_under_any_interleaving(machine_settings):
+    run_state_machine_as_test(StoreProtocol, settings=machine_settings)
