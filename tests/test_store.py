@@ -377,3 +377,65 @@ def test_a_write_between_the_purges_pick_and_delete_keeps_the_record(store, cloc
         store.complete(landed[0], OUTCOME)
     assert record.state == ("completed" if meanwhile == "completion" else "in_progress")
     assert reserve_for(store, timedelta(seconds=10), timedelta(seconds=5)) == Replay(OUTCOME)
+
+
+def test_purge_racing_takeovers_never_deletes_a_taken_key(clock):
+    """Real threads, a connection each: a purge in batches of one and two workers taking over
+    the same abandoned, expired keys. Every key ends completed by exactly one taker."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    from idempotency.purge import Purger
+
+    keys = [f"k{i}" for i in range(40)]
+    store = RecordStore(clock=clock)
+    abandoned = [
+        store.reserve(
+            scope="s",
+            key=key,
+            fingerprint="f",
+            method="POST",
+            path="/p",
+            lease=timedelta(seconds=10),
+            expiry=timedelta(seconds=5),
+        )
+        for key in keys
+    ]
+    clock.advance(seconds=30)  # every lease ran out and every record expired
+    barrier = threading.Barrier(3)
+
+    def take(order):
+        completed = []
+        for key in order:
+            decision = store.reserve(
+                scope="s",
+                key=key,
+                fingerprint="f",
+                method="POST",
+                path="/p",
+                lease=LEASE,
+                expiry=EXPIRY,
+            )
+            if isinstance(decision, Reserved):
+                store.complete(decision, OUTCOME)  # raises if purged or taken under it
+                completed.append(key)
+        return completed
+
+    def worker(i):
+        try:
+            barrier.wait()
+            if i == 0:
+                return Purger(batch_size=1, clock=clock).run().deleted
+            return take(keys if i == 1 else keys[::-1])
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        _purged, first, second = pool.map(worker, range(3))
+    assert sorted(first + second) == sorted(keys)  # each key completed once
+    assert set(IdempotencyRecord.objects.values_list("state", flat=True)) == {"completed"}
+    for reservation in abandoned:
+        with pytest.raises(LeaseLostError):
+            store.complete(reservation, OUTCOME)
