@@ -53,8 +53,9 @@ class Purger:
             ids = list(candidates.values_list("pk", flat=True)[: self.batch_size])
             if not ids:
                 return 0, 0
-            # The conditions again: on databases without row locks a request may have reused
-            # the row since it was picked (reuse moves its expiry into the future).
+            # The conditions again: on databases without row locks a request may have reused,
+            # taken over or completed the row since it was picked (each moves its expiry past
+            # the cutoff; tests/test_store.py races them between the pick and the delete).
             deleted, _ = purgeable(cutoff, self.using).filter(pk__in=ids).delete()
         return len(ids), deleted
 

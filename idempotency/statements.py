@@ -41,6 +41,7 @@ COMPLETE_FIELDS = (
     "response_body",
     "completed_at",
     "locked_until",
+    "expires_at",
 )
 
 
@@ -60,6 +61,7 @@ class RecordStatements:
             *_prepared(connection, COMPLETE_FIELDS, values),
             record_id,
             _field("lease_token").get_db_prep_value(token, connection),
+            IdempotencyRecord.State.IN_PROGRESS.value,
         ]
 
 
@@ -100,6 +102,6 @@ def record_statements(alias: str) -> RecordStatements:
     assignments = ", ".join(f"{column(name)} = %s" for name in COMPLETE_FIELDS)
     complete = (
         f"UPDATE {table} SET {assignments} "
-        f"WHERE {column('id')} = %s AND {column('lease_token')} = %s"
+        f"WHERE {column('id')} = %s AND {column('lease_token')} = %s AND {column('state')} = %s"
     )
     return RecordStatements(insert, complete)

@@ -40,6 +40,8 @@ class Reserved:
 
     record_id: int
     token: uuid.UUID
+    # How long the outcome is replayed, counted from the completion.
+    expiry: timedelta
     taken_over: bool = False
 
 
@@ -108,7 +110,7 @@ class RecordStore:
                 scope, key, fingerprint, method, path, now, token, lease, expiry
             )
             if record_id is not None:
-                return Reserved(record_id, token)
+                return Reserved(record_id, token, expiry)
             # A completed record is final until it expires: replaying it needs no lock, and
             # concurrent retries of a finished operation never queue behind each other.
             existing = self._records().filter(scope=scope, key=key).first()
@@ -175,7 +177,7 @@ class RecordStore:
             "lease_token": token,
             "locked_until": now + lease,
             "created_at": now,
-            "expires_at": now + expiry,
+            "expires_at": now + max(lease, expiry),
         }
         statements = record_statements(self.using)
         if statements.insert is None:
@@ -210,24 +212,28 @@ class RecordStore:
         lease: timedelta,
         expiry: timedelta,
     ) -> Decision:
+        in_progress = record.state == State.IN_PROGRESS
+        if in_progress and record.locked_until is not None and record.locked_until > now:
+            # A live holder keeps its key whatever the expiry says (a record written before
+            # leases extended the expiry may have a shorter one).
+            if record.fingerprint != fingerprint:
+                return Mismatch(record.method, record.path)
+            return InProgress(record.locked_until - now)
         if record.expires_at <= now:
-            # An expired key is a new key: the row is reused for the new operation.
+            # An expired key is a new key: the row is reused for the new operation. A holder
+            # whose lease ran out may still be running: the new token fences it out.
             record.fingerprint, record.method, record.path = fingerprint, method, path
             record.state = State.IN_PROGRESS
             record.response_status, record.response_headers, record.response_body = None, [], b""
             record.created_at, record.completed_at = now, None
-            record.expires_at = now + expiry
-            return self._lease(record, now, token, lease, taken_over=False)
+            return self._lease(record, now, token, lease, expiry, taken_over=in_progress)
         if record.fingerprint != fingerprint:
             return Mismatch(record.method, record.path)
-        if record.state == State.COMPLETED:
+        if not in_progress:
             return Replay(_stored_response(record))
-        assert record.locked_until is not None
-        if record.locked_until > now:
-            return InProgress(record.locked_until - now)
         # The holder's lease ran out (it died or hangs): this attempt takes the key over. The
         # new token fences the old holder out: its completion will match no row.
-        return self._lease(record, now, token, lease, taken_over=True)
+        return self._lease(record, now, token, lease, expiry, taken_over=True)
 
     def _lease(
         self,
@@ -235,27 +241,35 @@ class RecordStore:
         now: datetime,
         token: uuid.UUID,
         lease: timedelta,
+        expiry: timedelta,
         *,
         taken_over: bool,
     ) -> Reserved:
         record.lease_token = token
         record.locked_until = now + lease
+        # Every lease extends the expiry over itself: an in-progress record never expires (is
+        # never reused or purged) under a live holder.
+        record.expires_at = max(record.expires_at, now + max(lease, expiry))
         record.save(using=self.using)
-        return Reserved(record.pk, token, taken_over=taken_over)
+        return Reserved(record.pk, token, expiry, taken_over=taken_over)
 
     def complete(self, reservation: Reserved, response: StoredResponse) -> None:
         """Store the outcome; raises :class:`LeaseLostError` if the lease was taken over.
 
-        Call it inside the transaction that holds the operation's writes, so that a fenced-out
-        attempt rolls them back together with its outcome.
+        Only the current holder of an in-progress record completes it: a completed outcome is
+        final, also for a second call with the same reservation. The outcome is replayed for
+        the reservation's expiry from now. Call it inside the transaction that holds the
+        operation's writes, so that a fenced-out attempt rolls them back with its outcome.
         """
+        now = self.clock()
         values = {
             "state": State.COMPLETED,
             "response_status": response.status,
             "response_headers": [list(header) for header in response.headers],
             "response_body": response.body,
-            "completed_at": self.clock(),
+            "completed_at": now,
             "locked_until": None,
+            "expires_at": now + reservation.expiry,
         }
         statements = record_statements(self.using)
         connection = connections[self.using]

@@ -212,3 +212,230 @@ def test_failed_attempt_that_was_taken_over_answers_lease_lost(store, clock):
         raise RuntimeError("crashed after losing the lease")
     assert isinstance(raised.value.__context__, RuntimeError)
     assert IdempotencyRecord.objects.get().state == "in_progress"  # the new holder's
+
+
+def reserve_for(store, lease, expiry, fingerprint="f"):
+    return store.reserve(
+        scope="s",
+        key="k",
+        fingerprint=fingerprint,
+        method="POST",
+        path="/p",
+        lease=lease,
+        expiry=expiry,
+    )
+
+
+def test_a_live_lease_keeps_the_key_in_progress_past_its_expiry(store, clock):
+    """An expiry shorter than the lease never lets a retry run beside the live holder."""
+    holder = reserve_for(store, lease=timedelta(seconds=60), expiry=timedelta(seconds=10))
+    clock.advance(seconds=30)
+    retry = reserve_for(store, lease=timedelta(seconds=60), expiry=timedelta(seconds=10))
+    assert retry == InProgress(retry_after=timedelta(seconds=30))
+    other = reserve_for(store, timedelta(seconds=60), timedelta(seconds=10), fingerprint="g")
+    assert isinstance(other, Mismatch)
+
+    store.complete(holder, OUTCOME)  # the holder did not lose its key
+    assert IdempotencyRecord.objects.get().state == "completed"
+
+
+def test_an_outcome_is_replayed_for_the_expiry_counted_from_its_completion(store, clock):
+    holder = reserve_for(store, lease=timedelta(seconds=60), expiry=timedelta(seconds=10))
+    clock.advance(seconds=30)
+    store.complete(holder, OUTCOME)
+    assert IdempotencyRecord.objects.get().expires_at == clock.now + timedelta(seconds=10)
+
+    clock.advance(seconds=9)
+    assert reserve_for(store, timedelta(seconds=60), timedelta(seconds=10)) == Replay(OUTCOME)
+    clock.advance(seconds=1)
+    assert isinstance(reserve_for(store, timedelta(seconds=60), timedelta(seconds=10)), Reserved)
+
+
+def test_a_takeover_extends_the_expiry_over_its_lease(store, clock):
+    reserve_for(store, lease=timedelta(seconds=60), expiry=timedelta(seconds=90))
+    clock.advance(seconds=61)
+    taker = reserve_for(store, lease=timedelta(seconds=60), expiry=timedelta(seconds=90))
+    assert isinstance(taker, Reserved) and taker.taken_over
+    assert IdempotencyRecord.objects.get().expires_at >= clock.now + timedelta(seconds=60)
+
+    clock.advance(seconds=40)  # past the first reservation's expiry, within the taker's lease
+    retry = reserve_for(store, lease=timedelta(seconds=60), expiry=timedelta(seconds=90))
+    assert retry == InProgress(retry_after=timedelta(seconds=20))
+    store.complete(taker, OUTCOME)
+    assert reserve_for(store, timedelta(seconds=60), timedelta(seconds=90)) == Replay(OUTCOME)
+
+
+def test_a_new_reservation_does_not_expire_before_its_lease_runs_out(store, clock):
+    reserve_for(store, lease=timedelta(seconds=60), expiry=timedelta(seconds=10))
+    record = IdempotencyRecord.objects.get()
+    assert record.expires_at >= record.locked_until
+
+
+def test_a_second_completion_of_the_same_reservation_changes_nothing(store, clock):
+    holder = reserve(store)
+    store.complete(holder, OUTCOME)
+    clock.advance(seconds=5)
+    with pytest.raises(LeaseLostError):
+        store.complete(holder, StoredResponse(500, [], b"overwritten"))
+    record = IdempotencyRecord.objects.get()
+    assert (record.response_status, bytes(record.response_body)) == (201, b'{"id": 1}')
+    assert record.completed_at == clock.now - timedelta(seconds=5)
+    assert reserve(store) == Replay(OUTCOME)
+
+
+def test_release_after_the_completion_changes_nothing(store):
+    holder = reserve(store)
+    store.complete(holder, OUTCOME)
+    assert store.release(holder) is False
+    assert reserve(store) == Replay(OUTCOME)
+
+
+def test_an_expired_record_whose_lease_ran_out_is_taken_over(store, clock):
+    """Its holder may still be running: the new attempt fences it out, and says so."""
+    first = reserve_for(store, lease=timedelta(seconds=60), expiry=timedelta(seconds=90))
+    clock.advance(seconds=91)
+    second = reserve_for(store, timedelta(seconds=60), timedelta(seconds=90), fingerprint="g")
+    assert isinstance(second, Reserved)
+    assert second.taken_over
+    assert store.release(first) is False
+    with pytest.raises(LeaseLostError):
+        store.complete(first, OUTCOME)
+    store.complete(second, OUTCOME)
+    assert IdempotencyRecord.objects.get().fingerprint == "g"
+
+
+class RowVanishesAfterTheCollision(RecordStore):
+    """A store whose colliding row is released by another worker before it is read."""
+
+    vanishings = 1
+
+    def _insert(self, scope, key, *args):
+        record_id = super()._insert(scope, key, *args)
+        if record_id is None and self.vanishings:
+            self.vanishings -= 1
+            IdempotencyRecord.objects.filter(scope=scope, key=key).delete()
+        return record_id
+
+
+def test_reserve_inserts_again_when_the_row_it_collided_with_vanished(store, clock):
+    held = reserve(store)
+    vanishing = RowVanishesAfterTheCollision(clock=clock)
+    decision = reserve(vanishing)
+    assert isinstance(decision, Reserved)
+    assert not decision.taken_over
+    assert decision.record_id != held.record_id
+    with pytest.raises(LeaseLostError):
+        store.complete(held, OUTCOME)
+    vanishing.complete(decision, OUTCOME)
+    assert reserve(store) == Replay(OUTCOME)
+
+
+def test_a_late_completion_is_replayed_and_kept_by_the_purge(store, clock):
+    """A holder past its lease and the record's first expiry, that nobody took over, completes:
+    its outcome is replayed (and kept) for the expiry from its completion."""
+    from idempotency.purge import Purger
+
+    holder = reserve_for(store, lease=timedelta(seconds=10), expiry=timedelta(seconds=5))
+    clock.advance(seconds=30)
+    store.complete(holder, OUTCOME)
+    Purger(clock=clock).run()
+    assert reserve_for(store, timedelta(seconds=10), timedelta(seconds=5)) == Replay(OUTCOME)
+
+
+@pytest.mark.parametrize("meanwhile", ["takeover", "completion"])
+def test_a_write_between_the_purges_pick_and_delete_keeps_the_record(store, clock, meanwhile):
+    """The purge's second filter: where the database cannot lock the picked rows, a takeover
+    or a late completion may land between the pick and the delete; the record must stay."""
+    from django.db import connections
+
+    from idempotency.purge import Purger
+
+    holder = reserve_for(store, lease=timedelta(seconds=10), expiry=timedelta(seconds=5))
+    clock.advance(seconds=11)  # lease run out, record expired: purgeable
+    purger = Purger(clock=clock)
+    landed = []
+    picks = []
+
+    def write_after_the_pick(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.startswith("SELECT") and '"expires_at" <=' in sql and not picks:
+            picks.append(sql)
+            clock.advance(seconds=1)  # the purge's cutoff is already fixed
+            if meanwhile == "takeover":
+                landed.append(reserve_for(store, timedelta(seconds=10), timedelta(seconds=5)))
+            else:
+                store.complete(holder, OUTCOME)
+                landed.append(holder)
+        return result
+
+    with connections[store.using].execute_wrapper(write_after_the_pick):
+        purger.run()
+    assert landed
+    record = IdempotencyRecord.objects.get()
+    if meanwhile == "takeover":
+        assert isinstance(landed[0], Reserved)
+        store.complete(landed[0], OUTCOME)
+    assert record.state == ("completed" if meanwhile == "completion" else "in_progress")
+    assert reserve_for(store, timedelta(seconds=10), timedelta(seconds=5)) == Replay(OUTCOME)
+
+
+def test_purge_racing_takeovers_never_deletes_a_taken_key(clock):
+    """Real threads, a connection each: a purge in batches of one and two workers taking over
+    the same abandoned, expired keys. Every key ends completed by exactly one taker."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    from idempotency.purge import Purger
+
+    keys = [f"k{i}" for i in range(40)]
+    store = RecordStore(clock=clock)
+    abandoned = [
+        store.reserve(
+            scope="s",
+            key=key,
+            fingerprint="f",
+            method="POST",
+            path="/p",
+            lease=timedelta(seconds=10),
+            expiry=timedelta(seconds=5),
+        )
+        for key in keys
+    ]
+    clock.advance(seconds=30)  # every lease ran out and every record expired
+    barrier = threading.Barrier(3)
+
+    def take(order):
+        completed = []
+        for key in order:
+            decision = store.reserve(
+                scope="s",
+                key=key,
+                fingerprint="f",
+                method="POST",
+                path="/p",
+                lease=LEASE,
+                expiry=EXPIRY,
+            )
+            if isinstance(decision, Reserved):
+                store.complete(decision, OUTCOME)  # raises if purged or taken under it
+                completed.append(key)
+        return completed
+
+    def worker(i):
+        try:
+            barrier.wait()
+            if i == 0:
+                return Purger(batch_size=1, clock=clock).run().deleted
+            return take(keys if i == 1 else keys[::-1])
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        _purged, first, second = pool.map(worker, range(3))
+    assert sorted(first + second) == sorted(keys)  # each key completed once
+    assert set(IdempotencyRecord.objects.values_list("state", flat=True)) == {"completed"}
+    for reservation in abandoned:
+        with pytest.raises(LeaseLostError):
+            store.complete(reservation, OUTCOME)
