@@ -26,13 +26,13 @@ class Command(BaseCommand):
             "--batch-size",
             type=int,
             default=1000,
-            help="Records deleted per transaction (default: 1000).",
+            help="Records deleted per transaction, 1 to 100000 (default: 1000).",
         )
         parser.add_argument(
             "--sleep",
             type=float,
             default=0.0,
-            help="Seconds to pause between batches, to spread the load (default: 0).",
+            help="Seconds to pause between batches, 0 to 3600, to spread the load (default: 0).",
         )
         parser.add_argument(
             "--dry-run",
