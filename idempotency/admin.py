@@ -21,6 +21,7 @@ from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.dateformat import format as date_format
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
@@ -123,10 +124,9 @@ class IdempotencyRecordAdmin(_RecordAdminBase):
     list_display = [
         "key_display",
         "scope_display",
-        "state",
         "request_display",
-        "response_status",
-        "created_at",
+        "outcome",
+        "created",
     ]
     list_display_links = ["key_display"]
     list_filter = ["state", ExpiryFilter, ("created_at", admin.DateFieldListFilter)]
@@ -188,14 +188,16 @@ class IdempotencyRecordAdmin(_RecordAdminBase):
             record._scope_label = labels.get(record.scope)  # type: ignore[attr-defined]
         return record
 
+    # The list's columns fit a 1366-pixel screen beside the admin's sidebar and filters: long
+    # values are cut, in full on hover and on the detail page.
     @admin.display(description=_("key"))
-    def key_display(self, obj: IdempotencyRecord) -> str:
-        return Truncator(obj.key).chars(40)
+    def key_display(self, obj: IdempotencyRecord) -> SafeString:
+        return format_html('<span title="{}">{}</span>', obj.key, Truncator(obj.key).chars(18))
 
     @admin.display(description=_("scope"))
     def scope_display(self, obj: IdempotencyRecord) -> SafeString:
         """The scope's name (the stored scope on hover), linked to a search for its records."""
-        label = getattr(obj, "_scope_label", None) or obj.scope
+        label = Truncator(getattr(obj, "_scope_label", None) or obj.scope).chars(20)
         href = "?" + urlencode({"q": obj.scope})
         return format_html('<a href="{}" title="{}">{}</a>', href, obj.scope, label)
 
@@ -205,8 +207,22 @@ class IdempotencyRecordAdmin(_RecordAdminBase):
 
     @admin.display(description=_("request"))
     def request_display(self, obj: IdempotencyRecord) -> SafeString:
-        path = Truncator(obj.path).chars(48)
+        path = Truncator(obj.path).chars(24)
         return format_html('<span title="{}">{} {}</span>', obj.path, obj.method, path)
+
+    @admin.display(description=_("outcome"))
+    def outcome(self, obj: IdempotencyRecord) -> str:
+        """The stored status once completed; else the state (*in progress*)."""
+        if obj.state == IdempotencyRecord.State.COMPLETED and obj.response_status is not None:
+            return str(obj.response_status)
+        return str(obj.get_state_display())
+
+    @admin.display(description=_("created"))
+    def created(self, obj: IdempotencyRecord) -> str:
+        text = date_format(timezone.localtime(obj.created_at), "Y-m-d H:i")
+        return text.replace("-", "\u2011").replace(
+            " ", "\u00a0"
+        )  # one line: no-break hyphen and space
 
     @admin.display(description=_("replayed headers"))
     def replayed_headers(self, obj: IdempotencyRecord) -> SafeString:

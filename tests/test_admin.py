@@ -145,3 +145,15 @@ def test_deleting_stays_as_it_was(admin_client):
     assert admin_client.post(url, {"post": "yes"}).status_code == 302
     assert not IdempotencyRecord.objects.exists()
     assert model_admin.has_delete_permission(response.wsgi_request)
+
+
+def test_long_values_are_cut_in_the_list_and_whole_on_hover(admin_client):
+    path = "/api/v1/payments/pmt_000001/refunds/partial?expand=charge"
+    key = "3f1c9a2e-7b4d-4e8a-9c1f-000000000001"
+    IdempotencyRecordFactory(key=key, path=path, method="PATCH", response_status=201)
+    IdempotencyRecordFactory(key="held", in_progress=True)
+    page = changelist(admin_client)[0].content.decode()
+    assert f'<span title="{key}">3f1c9a2e-7b4d-4e8…</span>' in page
+    assert f'<span title="{path}">PATCH /api/v1/payments/pmt_0…</span>' in page
+    assert '<td class="field-outcome">201</td>' in page
+    assert '<td class="field-outcome">in progress</td>' in page

@@ -38,9 +38,10 @@ def records_of(users, widgets=()):
         IdempotencyRecordFactory.create_batch(2, scope=scope_of(owner))
     IdempotencyRecordFactory(scope="anonymous")
     IdempotencyRecordFactory(scope="nope.model:1")  # no such model
-    IdempotencyRecordFactory(scope="auth.user:not-a-number")
+    IdempotencyRecordFactory(scope="auth.user:x1")
     IdempotencyRecordFactory(scope="auth.user:999999")  # deleted since
     IdempotencyRecordFactory(scope="tenant:acme")  # a SCOPE_FUNCTION of the project's own
+    IdempotencyRecordFactory(scope="service-account:payments-reconciliation")  # long: cut
 
 
 def changelist_queries(client):
@@ -60,9 +61,11 @@ def test_scopes_show_as_the_users_and_objects_they_name(admin_client):
     assert f'title="auth.user:{alice.pk}">alice</a>' in page
     assert f'title="auth.user:{bob.pk}">bob</a>' in page
     assert f'title="testapp.widget:{widget.pk}">Widget object ({widget.pk})</a>' in page
-    for unknown in ("anonymous", "nope.model:1", "auth.user:not-a-number", "auth.user:999999",
+    for unknown in ("anonymous", "nope.model:1", "auth.user:x1", "auth.user:999999",
                     "tenant:acme"):  # fmt: skip
         assert f'title="{unknown}">{unknown}</a>' in page
+    long = "service-account:payments-reconciliation"
+    assert f'title="{long}">service-account:pay…</a>' in page  # in full on hover
     # Each name links to a search for that scope's records.
     assert f'href="?q=auth.user%3A{alice.pk}"' in page
 
@@ -91,7 +94,7 @@ def test_the_hook_gets_the_whole_page_at_once(admin_client, monkeypatch):
     monkeypatch.setattr(IdempotencyRecordAdmin, "get_scope_labels", tenant_names)
     page, _ = changelist_queries(admin_client)
 
-    assert len(calls) == 1 and "tenant:acme" in calls[0] and len(calls[0]) == 6
+    assert len(calls) == 1 and "tenant:acme" in calls[0] and len(calls[0]) == 7
     assert 'title="tenant:acme">Acme Corp.</a>' in page
     assert ">carol<" not in page  # the override replaced the default
 
