@@ -36,6 +36,16 @@ class IdempotencyRecord(models.Model):
         ]
         indexes = [
             models.Index(fields=["expires_at"], name="idempotency_expires_at_idx"),
+            # The admin's list (newest first) and its date filter; the exact-key search (the
+            # unique constraint leads with scope); and the in-progress filter, small because a
+            # record leaves it when it completes.
+            models.Index(fields=["created_at"], name="idempotency_created_at_idx"),
+            models.Index(fields=["key"], name="idempotency_key_idx"),
+            models.Index(
+                fields=["created_at"],
+                condition=models.Q(state="in_progress"),
+                name="idempotency_in_progress_idx",
+            ),
         ]
 
     def __str__(self) -> str:

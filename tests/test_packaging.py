@@ -141,6 +141,7 @@ def test_the_wheel_holds_the_idempotency_package_only(dist):
     assert "idempotency/py.typed" in names
     assert "idempotency/migrations/0001_initial.py" in names
     assert "idempotency/contrib/drf_spectacular.py" in names
+    assert "idempotency/templates/admin/idempotency/idempotencyrecord/change_list.html" in names
     assert not [name for name in names if "/tests/" in name or name.endswith(".sqlite3")]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from datetime import timedelta
@@ -139,15 +140,33 @@ def test_nothing_to_purge():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--batch-size", "0"], "--batch-size must be at least 1."),
-        (["--sleep", "-1"], "--sleep must not be negative."),
+        (["--batch-size", "0"], "--batch-size must be between 1 and 100000, not 0."),
+        (["--batch-size", "-5"], "--batch-size must be between 1 and 100000, not -5."),
+        (["--batch-size", str(2**70)], f"--batch-size must be between 1 and 100000, not {2**70}."),
+        (["--batch-size", "many"], "invalid int value: 'many'"),
+        (["--sleep", "-1"], "--sleep must be a number of seconds from 0 to 3600, not -1.0."),
+        (["--sleep", "nan"], "--sleep must be a number of seconds from 0 to 3600, not nan."),
+        (["--sleep", "inf"], "--sleep must be a number of seconds from 0 to 3600, not inf."),
+        (["--sleep=-inf"], "--sleep must be a number of seconds from 0 to 3600, not -inf."),
+        (["--sleep", "1e300"], "--sleep must be a number of seconds from 0 to 3600, not 1e+300."),
+        (["--database", "nope"], "--database 'nope' is not in settings.DATABASES"),
     ],
 )
-def test_command_refuses_bad_options(args, message):
-    make(1, "expired", now=timezone.now(), expires_in=-timedelta(minutes=1))
-    with pytest.raises(CommandError, match=message):
-        purge(*args)
-    assert IdempotencyRecord.objects.count() == 1
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_command_refuses_bad_options_before_deleting_anything(args, message, dry_run):
+    # Batches of one, so a check made only after the first batch (a pause of NaN seconds used
+    # to raise ValueError there) would have deleted a record by the time it failed.
+    make(3, "expired", now=timezone.now(), expires_in=-timedelta(minutes=1))
+    with pytest.raises(CommandError, match=re.escape(message)):
+        purge("--batch-size", "1", *args, *(["--dry-run"] if dry_run else []))
+    assert IdempotencyRecord.objects.count() == 3
+
+
+def test_command_accepts_the_bounds():
+    make(2, "expired", now=timezone.now(), expires_in=-timedelta(minutes=1))
+    assert purge("--batch-size", "100000", "--sleep", "0", "--database", "default") == (
+        "Deleted 2 expired idempotency record(s) in 1 batch(es).\n"
+    )
 
 
 def test_an_expired_key_purged_meanwhile_runs_anew(api, clocked_store, clock):
