@@ -4,7 +4,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import path
 
-from config.api import OptionalSlashRouter
+from demo_api.api import OptionalSlashRouter
 from gateway.views import ChargeViewSet
 from orders.views import OrderViewSet, ProductViewSet
 from payments.views import PaymentViewSet
