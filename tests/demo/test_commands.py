@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.management import call_command, get_commands
+from django.core.management import CommandError, call_command, get_commands
 from rest_framework.authtoken.models import Token
 
 from gateway.models import Charge
@@ -53,6 +53,28 @@ def test_issue_token_takes_an_email_for_a_new_user():
     run("issue_token", "carol", "--email", "carol@shop.test")
 
     assert get_user_model().objects.get(username="carol").email == "carol@shop.test"
+
+
+@pytest.mark.parametrize("username", ["", "   ", "no spaces allowed!", "tab\there", "x" * 151])
+def test_issue_token_refuses_a_username_django_would_not_accept(username):
+    with pytest.raises(CommandError, match="Invalid username"):
+        run("issue_token", username)
+
+    assert not get_user_model().objects.exists()
+    assert not Token.objects.exists()
+
+
+def test_issue_token_refuses_an_invalid_email():
+    with pytest.raises(CommandError, match="Invalid email 'not an email'"):
+        run("issue_token", "dave", "--email", "not an email")
+
+    assert not get_user_model().objects.exists()
+
+
+def test_issue_token_accepts_what_djangos_username_validator_accepts():
+    run("issue_token", "ada.lovelace+api@shop-1_x")
+
+    assert get_user_model().objects.get().username == "ada.lovelace+api@shop-1_x"
 
 
 def test_load_demo_data_is_idempotent_and_leaves_the_demos_state_alone():
