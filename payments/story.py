@@ -1,4 +1,4 @@
-"""The explainer's "Without Idempotency / With Idempotency", played against the real views.
+"""The retry story, "Without Idempotency / With Idempotency", played against the real views.
 
 Each scenario sends one operation and retries it, twice over: once through the view without
 ``IdempotentMixin`` and without a key (what a server without idempotency does), once through

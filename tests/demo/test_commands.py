@@ -13,6 +13,7 @@ from rest_framework.authtoken.models import Token
 
 from gateway.models import Charge
 from orders.models import Order, Product
+from payments.management.commands import retry_story
 from payments.models import Customer, Payment
 from payments.story import STORY_CUSTOMER, STORY_SKU, Story, Tally
 from tests.demo.conftest import DATABASES
@@ -129,6 +130,14 @@ def test_the_story_command_prints_the_table_and_can_run_again(settings):
             ["0", "0", "1", "-1", "1"],
         ]
         assert "with: (201, lost), 201 replayed" in output
+
+
+def test_the_story_points_only_at_files_in_the_repository():
+    output = retry_story.Command.help + run("retry_story")
+    named = re.findall(r"[\w./-]+\.(?:txt|md|py)\b", output)
+
+    assert "docs/guarantees.md" in named
+    assert [name for name in named if not (BIN_DEMO.parents[1] / name).is_file()] == []
 
 
 def test_bin_demo_runs_only_commands_that_exist():
