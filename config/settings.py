@@ -172,9 +172,17 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {
+        # Django's own default prints to the console only with DEBUG on (and mails ADMINS, which
+        # the demo has none of): without this, a 500 in production left no trace anywhere.
+        # django.request logs each unexpected error with its traceback, before the client is
+        # answered with a problem (demo_api.errors).
+        "django": {
+            "handlers": ["console"],
+            "level": env.str("DJANGO_LOG_LEVEL", default="INFO"),
+        },
         "idempotency": {
             "handlers": ["console"],
             "level": env.str("IDEMPOTENCY_LOG_LEVEL", default="WARNING"),
-        }
+        },
     },
 }

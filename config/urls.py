@@ -17,6 +17,9 @@ router.register("orders", OrderViewSet, basename="order")
 router.register("products", ProductViewSet, basename="product")
 router.register("gateway/charges", ChargeViewSet, basename="gateway-charge")
 
+# Unexpected errors: a problem (application/problem+json) for API clients, never a traceback.
+handler500 = "demo_api.errors.server_error"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("webhooks/gateway/", gateway_webhook, name="gateway-webhook"),
