@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "gateway",
     "payments",
     "orders",
+    "home",
 ]
 
 MIDDLEWARE = [
@@ -159,6 +160,11 @@ if OPENAPI_DOCS:
 # Demo only: honour the X-Demo-Fault request header (crash-after-charge, crash-before-commit,
 # slow) to replay failures on demand. Never turn it on in production; bin/demo turns it on.
 DEMO_FAULTS = env.bool("DEMO_FAULTS", default=False)
+
+# Demo only, and honoured only with DEBUG on too (home.demo_mode): the front page (/) signs a
+# visitor in as the demo user, and /demo/without-idempotency/payments serves the payments API
+# without idempotency, so the page can play the retry story. bin/demo turns it on.
+DEMO_MODE = env.bool("DEMO_MODE", default=False)
 
 IDEMPOTENCY = {
     "REQUIRED": True,

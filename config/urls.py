@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from demo_api.api import OptionalSlashRouter
 from gateway.views import ChargeViewSet
@@ -21,6 +21,7 @@ router.register("gateway/charges", ChargeViewSet, basename="gateway-charge")
 handler500 = "demo_api.errors.server_error"
 
 urlpatterns = [
+    path("", include("home.urls")),
     path("admin/", admin.site.urls),
     path("webhooks/gateway/", gateway_webhook, name="gateway-webhook"),
     *router.urls,

@@ -24,7 +24,9 @@ class PaymentOperations(
 ):
     """The payments API without idempotency: what ``PaymentViewSet`` protects.
 
-    Not routed; the retry story runs it to show what a retry does without a key.
+    The retry story runs it to show what a retry does without a key: ``manage.py retry_story``
+    in process, and the front page through ``/demo/without-idempotency/payments``, which exists
+    in demo mode only (``home.story_api``).
     """
 
     serializer_class = PaymentSerializer

@@ -145,3 +145,10 @@ def test_bin_demo_runs_only_commands_that_exist():
 
     assert {"migrate", "load_demo_data", "issue_token", "runserver"} <= set(commands)
     assert set(commands) <= set(get_commands())
+
+
+def test_bin_demo_serves_in_demo_mode_and_names_the_front_page():
+    script = BIN_DEMO.read_text()
+
+    assert re.search(r"^export DEBUG=true DEMO_MODE=true ", script, re.MULTILINE)
+    assert "Open http://127.0.0.1:$port/ " in script
