@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,3 +35,21 @@ def test_config_holds_settings_urls_and_wsgi_only():
     modules = sorted(path.name for path in (ROOT / "config").glob("*.py"))
 
     assert modules == ["__init__.py", "settings.py", "urls.py", "wsgi.py"]
+
+
+def test_the_demo_doc_names_only_folders_that_exist_and_every_demo_app():
+    doc = (ROOT / "docs" / "demo.md").read_text()
+    folders = set(re.findall(r"`([a-z_]+)/`", doc))
+
+    assert set(DEMO_APPS) | {"config"} <= folders
+    assert [folder for folder in sorted(folders) if not (ROOT / folder).is_dir()] == []
+
+
+def test_the_demo_doc_lists_exactly_the_settings_read_from_the_environment():
+    doc = (ROOT / "docs" / "demo.md").read_text()
+    section = doc.split("## Settings from the environment", 1)[1].split("\n## ", 1)[0]
+    settings_source = (ROOT / "config" / "settings.py").read_text()
+
+    documented = set(re.findall(r"`([A-Z][A-Z_]+)`", section))
+    read = set(re.findall(r'env(?:\.\w+)?\(\s*"([A-Z_]+)"', settings_source))
+    assert documented == read
