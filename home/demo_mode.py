@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from django.conf import settings
 from django.http import Http404
@@ -20,23 +20,24 @@ from rest_framework.views import APIView
 
 DEMO_USERNAME = "demo"
 
-View = TypeVar("View", bound=Callable[..., Any])
+Params = ParamSpec("Params")
+Result = TypeVar("Result")
 
 
 def demo_mode_on() -> bool:
     return bool(settings.DEBUG and getattr(settings, "DEMO_MODE", False))
 
 
-def demo_mode_only(view: View) -> View:
+def demo_mode_only(view: Callable[Params, Result]) -> Callable[Params, Result]:
     """A plain view that does not exist (404) outside demo mode."""
 
     @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: Params.args, **kwargs: Params.kwargs) -> Result:
         if not demo_mode_on():
             raise Http404("Demo mode is off.")
         return view(*args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 class DemoModeOnly(APIView):
