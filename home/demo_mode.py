@@ -3,8 +3,8 @@
 In demo mode the front page signs a visitor in as the demo user (no password, no token sent to
 the browser) and the payments API is also served without idempotency, so the page can show what
 a retry does without a key. Both would be holes in a real service, hence two locks: ``DEMO_MODE``
-must be set *and* ``DEBUG`` on, and settings with ``DEBUG`` on never run in production (they
-refuse to start without ``SECRET_KEY`` otherwise). ``bin/demo`` sets both.
+must be set *and* ``DEBUG`` on. A deployment already keeps ``DEBUG`` off (Django's debug pages
+are unfit for one), so a stray ``DEMO_MODE=true`` there turns nothing on. ``bin/demo`` sets both.
 """
 
 from __future__ import annotations
