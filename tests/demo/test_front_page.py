@@ -39,15 +39,32 @@ def signed_in_client():
     return client
 
 
-def test_the_front_page_links_the_docs_the_admin_and_the_endpoints():
+def test_the_front_page_links_the_admin_and_the_endpoints():
     response = Client().get("/")
 
     assert response.status_code == 200
     page = response.content.decode()
-    for link in ('href="/api/docs/"', 'href="/admin/"', 'href="/payments"', 'href="/orders"'):
+    for link in ('href="/admin/"', 'href="/payments"', 'href="/orders"'):
         assert link in page
     assert 'href="/products/laptop-13"' in page
     assert 'href="/gateway/charges"' in page
+
+
+@pytest.mark.spectacular
+def test_the_front_page_links_the_swagger_ui_and_the_schema():
+    page = Client().get("/").content.decode()
+
+    assert '<a href="/api/docs/">Swagger UI</a>' in page
+    assert 'href="/api/schema/"' in page
+
+
+def test_without_the_docs_the_front_page_says_how_to_get_them(settings):
+    settings.ROOT_URLCONF = "tests.demo.urls_without_docs"
+
+    page = Client().get("/").content.decode()
+
+    assert "/api/docs/" not in page
+    assert 'pip install -e ".[demo]"' in page
 
 
 def test_outside_demo_mode_the_page_explains_and_offers_no_sign_in():
