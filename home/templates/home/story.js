@@ -61,17 +61,19 @@
     $(`${side}-log`).append(item);
   }
 
+  // Logs the answer; true when it is the one a verdict can be drawn from.
   function answered(side, label, { response, data }) {
     if (!response.ok) {
       const detail = data && (data.detail || data.title) ? `: ${data.detail || data.title}` : "";
       log(side, label, `${response.status}${detail}`, "error");
-      return;
+      return false;
     }
     const replayed = response.headers.get(config.replayedHeader) === "true";
     const what = replayed
       ? `${response.status}, ${config.replayedHeader}: true: payment ${data.paymentId}, the answer that was lost; nothing ran again`
       : `${response.status}, a new payment ${data.paymentId}`;
     log(side, label, what, replayed ? "replayed" : "status");
+    return side === "with" ? replayed : true;
   }
 
   function ledger(side, charges) {
@@ -153,7 +155,7 @@
     const answers = await Promise.all([pay("without"), pay("with")]);
     const failed = answers.find(({ response }) => !response.ok);
     if (failed) {
-      run = null; // nothing was charged: the page is not signed in, or the server refused
+      run = null; // this run is abandoned (signed out? refused?): the next click starts anew
       const { response, data } = failed;
       throw new Error(`The payment failed: ${response.status} ${(data && (data.detail || data.title)) || ""}`);
     }
@@ -165,8 +167,7 @@
 
   for (const side of ["without", "with"]) {
     buttons[side].addEventListener("click", () => step(async () => {
-      answered(side, side === "with" ? "Retry, same key" : "Retry", await pay(side));
-      retried[side] = true;
+      retried[side] = answered(side, side === "with" ? "Retry, same key" : "Retry", await pay(side));
       verdicts(await refresh(), retried);
     }));
   }
