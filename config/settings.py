@@ -39,9 +39,11 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "idempotency",
+    "demo_api",
     "gateway",
     "payments",
     "orders",
+    "home",
 ]
 
 MIDDLEWARE = [
@@ -159,6 +161,11 @@ if OPENAPI_DOCS:
 # slow) to replay failures on demand. Never turn it on in production; bin/demo turns it on.
 DEMO_FAULTS = env.bool("DEMO_FAULTS", default=False)
 
+# Demo only, and honoured only with DEBUG on too (home.demo_mode): the front page (/) signs a
+# visitor in as the demo user, and /demo/without-idempotency/payments serves the payments API
+# without idempotency, so the page can play the retry story. bin/demo turns it on.
+DEMO_MODE = env.bool("DEMO_MODE", default=False)
+
 IDEMPOTENCY = {
     "REQUIRED": True,
     # Seconds a worker holds a key before a retry may take it over (its holder presumed dead).
@@ -173,9 +180,17 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {
+        # Django's own default prints to the console only with DEBUG on (and mails ADMINS, which
+        # the demo has none of): without this, a 500 in production left no trace anywhere.
+        # django.request logs each unexpected error with its traceback, before the client is
+        # answered with a problem (demo_api.errors).
+        "django": {
+            "handlers": ["console"],
+            "level": env.str("DJANGO_LOG_LEVEL", default="INFO"),
+        },
         "idempotency": {
             "handlers": ["console"],
             "level": env.str("IDEMPOTENCY_LOG_LEVEL", default="WARNING"),
-        }
+        },
     },
 }

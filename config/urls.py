@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
-from config.api import OptionalSlashRouter
+from demo_api.api import OptionalSlashRouter
 from gateway.views import ChargeViewSet
 from orders.views import OrderViewSet, ProductViewSet
 from payments.views import PaymentViewSet
@@ -17,7 +17,11 @@ router.register("orders", OrderViewSet, basename="order")
 router.register("products", ProductViewSet, basename="product")
 router.register("gateway/charges", ChargeViewSet, basename="gateway-charge")
 
+# Unexpected errors: a problem (application/problem+json) for API clients, never a traceback.
+handler500 = "demo_api.errors.server_error"
+
 urlpatterns = [
+    path("", include("home.urls")),
     path("admin/", admin.site.urls),
     path("webhooks/gateway/", gateway_webhook, name="gateway-webhook"),
     *router.urls,

@@ -4,7 +4,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
-from config.api import StrictIntegerField, StrictSerializer
+from demo_api.api import StrictIntegerField, StrictSerializer
 from orders.models import Order, Product
 
 MAX_QUANTITY = 100

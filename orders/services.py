@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from django.db import transaction
 from django.db.models import F
 
-from config.api import new_public_id
-from config.faults import DemoCrash, Fault
+from demo_api.api import new_public_id
+from demo_api.faults import DemoCrash, Fault
 from orders.emails import send_order_confirmation
 from orders.exceptions import OutOfStock
 from orders.models import Order, Product

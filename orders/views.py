@@ -8,8 +8,8 @@ from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.api import caller, documented
-from config.faults import Fault, requested_fault
+from demo_api.api import caller, documented
+from demo_api.faults import Fault, requested_fault
 from idempotency.mixins import IdempotentMixin
 from orders.models import Order, Product
 from orders.serializers import OrderRequestSerializer, OrderSerializer, ProductSerializer

@@ -6,7 +6,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
-from config.api import StrictIntegerField, StrictSerializer
+from demo_api.api import StrictIntegerField, StrictSerializer
 from payments.models import SUPPORTED_CURRENCIES, Customer, Payment
 
 # Eight digits of minor units, as card processors commonly cap a single charge.

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 from django.db import transaction
 
-from config.api import new_public_id
-from config.faults import DemoCrash, Fault
+from demo_api.api import new_public_id
+from demo_api.faults import DemoCrash, Fault
 from gateway import client as gateway
 from payments.models import Customer, Payment
 

@@ -1,4 +1,4 @@
-"""The explainer's "Without Idempotency / With Idempotency", played against the real views.
+"""The retry story, "Without Idempotency / With Idempotency", played against the real views.
 
 Each scenario sends one operation and retries it, twice over: once through the view without
 ``IdempotentMixin`` and without a key (what a server without idempotency does), once through
@@ -22,7 +22,7 @@ from django.test import override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIRequestFactory
 
-from config.faults import FAULT_HEADER, Fault
+from demo_api.faults import FAULT_HEADER, Fault
 from gateway.models import Charge
 from idempotency.mixins import REPLAYED_HEADER
 from orders.models import Order, Product

@@ -8,8 +8,8 @@ from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.api import caller, documented
-from config.faults import Fault, requested_fault
+from demo_api.api import caller, documented
+from demo_api.faults import Fault, requested_fault
 from idempotency.mixins import IdempotentMixin
 from payments.gateway_keys import gateway_key
 from payments.models import Payment
@@ -24,7 +24,9 @@ class PaymentOperations(
 ):
     """The payments API without idempotency: what ``PaymentViewSet`` protects.
 
-    Not routed; the retry story runs it to show what a retry does without a key.
+    The retry story runs it to show what a retry does without a key: ``manage.py retry_story``
+    in process, and the front page through ``/demo/without-idempotency/payments``, which exists
+    in demo mode only (``home.story_api``).
     """
 
     serializer_class = PaymentSerializer

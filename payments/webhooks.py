@@ -76,7 +76,7 @@ def sign(body: bytes) -> str:
 @require_POST
 def gateway_webhook(request: HttpRequest) -> HttpResponse:
     try:
-        if not hmac.compare_digest(request.headers.get(SIGNATURE_HEADER, ""), sign(request.body)):
+        if not signature_matches(request.headers.get(SIGNATURE_HEADER, ""), request.body):
             raise InvalidSignature()
         event = parse_event(request.body)
         if event["type"] != CHARGE_SUCCEEDED:
@@ -91,6 +91,12 @@ def gateway_webhook(request: HttpRequest) -> HttpResponse:
         # IdempotencyKeyInUse (409, Retry-After), IdempotencyKeyReused (422), ... or ours.
         return problem_response(error)
     return JsonResponse(result)
+
+
+def signature_matches(received: str, body: bytes) -> bool:
+    """Compared as bytes: ``compare_digest`` raises TypeError on a str with non-ASCII
+    characters, and a forged header must be a 401, never a 500."""
+    return hmac.compare_digest(received.encode(), sign(body).encode())
 
 
 def parse_event(body: bytes) -> dict[str, Any]:

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.management import call_command, get_commands
+from django.core.management import CommandError, call_command, get_commands
 from rest_framework.authtoken.models import Token
 
 from gateway.models import Charge
 from orders.models import Order, Product
+from payments.management.commands import retry_story
 from payments.models import Customer, Payment
 from payments.story import STORY_CUSTOMER, STORY_SKU, Story, Tally
 from tests.demo.conftest import DATABASES
@@ -53,6 +54,28 @@ def test_issue_token_takes_an_email_for_a_new_user():
     run("issue_token", "carol", "--email", "carol@shop.test")
 
     assert get_user_model().objects.get(username="carol").email == "carol@shop.test"
+
+
+@pytest.mark.parametrize("username", ["", "   ", "no spaces allowed!", "tab\there", "x" * 151])
+def test_issue_token_refuses_a_username_django_would_not_accept(username):
+    with pytest.raises(CommandError, match="Invalid username"):
+        run("issue_token", username)
+
+    assert not get_user_model().objects.exists()
+    assert not Token.objects.exists()
+
+
+def test_issue_token_refuses_an_invalid_email():
+    with pytest.raises(CommandError, match="Invalid email 'not an email'"):
+        run("issue_token", "dave", "--email", "not an email")
+
+    assert not get_user_model().objects.exists()
+
+
+def test_issue_token_accepts_what_djangos_username_validator_accepts():
+    run("issue_token", "ada.lovelace+api@shop-1_x")
+
+    assert get_user_model().objects.get().username == "ada.lovelace+api@shop-1_x"
 
 
 def test_load_demo_data_is_idempotent_and_leaves_the_demos_state_alone():
@@ -109,8 +132,23 @@ def test_the_story_command_prints_the_table_and_can_run_again(settings):
         assert "with: (201, lost), 201 replayed" in output
 
 
+def test_the_story_points_only_at_files_in_the_repository():
+    output = retry_story.Command.help + run("retry_story")
+    named = re.findall(r"[\w./-]+\.(?:txt|md|py)\b", output)
+
+    assert "docs/guarantees.md" in named
+    assert [name for name in named if not (BIN_DEMO.parents[1] / name).is_file()] == []
+
+
 def test_bin_demo_runs_only_commands_that_exist():
     commands = re.findall(r"manage\.py (\w+)", BIN_DEMO.read_text())
 
     assert {"migrate", "load_demo_data", "issue_token", "runserver"} <= set(commands)
     assert set(commands) <= set(get_commands())
+
+
+def test_bin_demo_serves_in_demo_mode_and_names_the_front_page():
+    script = BIN_DEMO.read_text()
+
+    assert re.search(r"^export DEBUG=true DEMO_MODE=true ", script, re.MULTILINE)
+    assert "Open http://127.0.0.1:$port/ " in script

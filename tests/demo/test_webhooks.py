@@ -123,6 +123,20 @@ def test_a_bad_signature_is_refused(payment):
     assert not IdempotencyRecord.objects.filter(scope="webhooks:gateway").exists()
 
 
+# WSGI servers hand headers over as latin-1 text: UTF-8 "é" arrives as "Ã©".
+@pytest.mark.parametrize(
+    "signature",
+    ["sha256=\u00c3\u00a9", "sha256=" + "\u00fc" * 64, "\u2603"],
+    ids=["utf8-as-latin1", "full-length", "snowman"],
+)
+def test_a_signature_with_non_ascii_characters_is_refused_not_a_crash(payment, signature):
+    response = deliver(event_for(payment), signature=signature)
+
+    problem(response, 401, "webhook-signature-invalid")
+    assert mail.outbox == []
+    assert not IdempotencyRecord.objects.filter(scope="webhooks:gateway").exists()
+
+
 @pytest.mark.parametrize("body", [b"not json", b"[]", b'{"id": 1, "type": "x", "data": {}}'])
 def test_a_malformed_event_is_400(payment, body):
     response = Client().post(

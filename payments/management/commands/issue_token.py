@@ -3,7 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.validators import validate_email
+from django.db import models
 from rest_framework.authtoken.models import Token
 
 
@@ -20,7 +23,23 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, username: str, email: str | None, **options: Any) -> None:
-        user, created = get_user_model().objects.get_or_create(
+        user_model = get_user_model()
+        # The model's own field: not blank, not too long, and its validator (Django's
+        # UnicodeUsernameValidator: letters, digits and @.+-_ only), as createsuperuser checks.
+        username_field = user_model._meta.get_field(user_model.USERNAME_FIELD)
+        assert isinstance(username_field, models.Field)
+        try:
+            username = username_field.clean(username, None)
+        except ValidationError as error:
+            raise CommandError(
+                f"Invalid username {username!r}: {' '.join(error.messages)}"
+            ) from None
+        if email is not None:
+            try:
+                validate_email(email)
+            except ValidationError as error:
+                raise CommandError(f"Invalid email {email!r}: {' '.join(error.messages)}") from None
+        user, created = user_model.objects.get_or_create(
             username=username, defaults={"email": email or f"{username}@example.com"}
         )
         if created:

@@ -7,7 +7,8 @@ from django.core.management.base import BaseCommand
 from payments.story import STORY_CUSTOMER, STORY_SKU, STORY_USER, Story, render
 
 INTRO = """\
-The retry story (see shared/idempotency-keys-explainer.txt), played against the real code.
+The retry story, played against the real code (what a key promises, and when:
+docs/guarantees.md; under bin/demo, http://127.0.0.1:8000/ plays it in a browser).
 
 Each operation is sent, then retried with the same body: after its response was lost, and after
 the server crashed while handling it (X-Demo-Fault). "Without idempotency" is the same view
@@ -30,7 +31,7 @@ Read it as:
 
 
 class Command(BaseCommand):
-    help = "Play the explainer's retry scenarios without and with idempotency, side by side."
+    help = "Play the retry scenarios without and with idempotency, side by side."
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.stdout.write(INTRO.format(user=STORY_USER, customer=STORY_CUSTOMER, sku=STORY_SKU))

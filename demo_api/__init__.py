@@ -1,0 +1,1 @@
+"""What the demo service's apps share: the API's conventions and the failures on demand."""
