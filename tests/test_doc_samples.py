@@ -53,6 +53,10 @@ def runnable(page):
     return [(line, code) for line, code, skipped in samples(page) if not skipped]
 
 
+def uses_spectacular(page):
+    return any("drf_spectacular" in code for _, code in runnable(page))
+
+
 @pytest.fixture
 def isolated_registries():
     """Undo what a page registers: signal receivers and admin registrations."""
@@ -80,7 +84,15 @@ def check_settings_fragment(namespace, where):
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.relative_to(ROOT).as_posix())
+@pytest.mark.parametrize(
+    "page",
+    [
+        # A page whose samples use drf-spectacular runs where the optional package is installed.
+        pytest.param(page, marks=[pytest.mark.spectacular] * uses_spectacular(page))
+        for page in PAGES
+    ],
+    ids=lambda page: page.relative_to(ROOT).as_posix(),
+)
 @pytest.mark.usefixtures("isolated_registries")
 def test_every_python_sample_of_the_page_runs(page):
     namespace = {"__name__": f"docs_sample_{page.stem.replace('-', '_')}"}
