@@ -12,6 +12,7 @@ from pathlib import Path
 
 import django
 from django.conf import settings
+from sphinx.application import Sphinx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -69,3 +70,19 @@ html_theme_options = {
     "source_branch": "main",
     "source_directory": "docs/",
 }
+
+# Optional pages: listed in the navigation of index.md, dropped from it while their file does
+# not exist yet (a page written on another branch), instead of failing the strict build.
+OPTIONAL_PAGES = ("celery",)
+
+
+def _drop_missing_optional_pages(app: Sphinx, docname: str, source: list[str]) -> None:
+    if docname != "index":
+        return
+    for page in OPTIONAL_PAGES:
+        if not (Path(__file__).parent / f"{page}.md").exists():
+            source[0] = "\n".join(line for line in source[0].splitlines() if line.strip() != page)
+
+
+def setup(app: Sphinx) -> None:
+    app.connect("source-read", _drop_missing_optional_pages)
