@@ -57,7 +57,7 @@ def test_every_check_id_is_documented(check_id):
 
 def test_the_docs_list_no_check_id_the_code_lacks():
     documented = set(
-        re.findall(r"idempotency\.[EW]\d{3}", "".join(doc(p.name) for p in DOCS.iterdir()))
+        re.findall(r"idempotency\.[EW]\d{3}", "".join(doc(p.name) for p in DOCS.glob("*.md")))
     )
     assert documented <= set(MESSAGES)
 
@@ -142,3 +142,64 @@ def test_classifiers_list_exactly_the_tested_versions():
     assert djangos == {django for _, django in legs}
     lowest_python = min(pythons, key=lambda v: tuple(map(int, v.split("."))))
     assert project["requires-python"] == f">={lowest_python}"
+
+
+PACKAGE_DESCRIPTION = ROOT / "PYPI.md"
+MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)|<(https?://[^>]+)>")
+
+
+def test_the_package_description_links_only_to_absolute_urls():
+    # PYPI.md is shown on the package index, where a relative link leads nowhere.
+    links = [a or b for a, b in MARKDOWN_LINK.findall(PACKAGE_DESCRIPTION.read_text())]
+    links += re.findall(r'(?:href|src)="([^"]+)"', PACKAGE_DESCRIPTION.read_text())
+    assert links, "PYPI.md links to nothing"
+    relative = [link for link in links if not re.match(r"https://", link)]
+    assert not relative, f"PYPI.md has links that are not absolute https URLs: {relative}"
+
+
+def test_the_package_description_is_the_packages_readme():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["readme"] == PACKAGE_DESCRIPTION.name
+    assert project["license"] == "MIT"
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+
+
+def test_the_supported_versions_in_the_descriptions_match_the_classifiers():
+    legs = matrix_legs()
+    pythons = sorted({python for python, _ in legs}, key=lambda v: tuple(map(int, v.split("."))))
+    djangos = sorted({django for _, django in legs}, key=lambda v: tuple(map(int, v.split("."))))
+    assert f"| Python | {', '.join(pythons)} |" in PACKAGE_DESCRIPTION.read_text()
+    assert f"| Django | {', '.join(djangos)} |" in PACKAGE_DESCRIPTION.read_text()
+    for page in (ROOT / "README.md", DOCS / "index.md"):
+        text = " ".join(page.read_text().split())
+        assert f"Python {pythons[0]} to {pythons[-1]}" in text, page.name
+        assert f"Django {', '.join(djangos[:-1])} and {djangos[-1]}" in text, page.name
+
+
+@pytest.mark.parametrize(
+    "page",
+    [ROOT / "README.md", PACKAGE_DESCRIPTION, *sorted(DOCS.glob("*.md"))],
+    ids=lambda page: page.relative_to(ROOT).as_posix(),
+)
+def test_pip_install_commands_quote_extras(page):
+    # Unquoted, zsh (macOS's shell) globs the brackets: "no matches found".
+    unquoted = re.findall(r"pip install [^\n\"']*\w\[\w", page.read_text())
+    assert not unquoted, f"{page.name}: quote the requirement: {unquoted}"
+
+
+def test_the_readme_starts_with_install_and_quick_start_then_the_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    headings = re.findall(r"^## (.+)$", readme, re.MULTILINE)
+    assert headings[:3] == ["Install", "Quick start", "Two commands"]
+    commands = readme.split("## Two commands", 1)[1].split("\n## ", 1)[0]
+    assert "```sh\nbin/demo\n```" in commands
+    assert "```sh\nbin/test\n```" in commands
+    for script in ("bin/demo", "bin/test", "bin/docs"):
+        assert (ROOT / script).stat().st_mode & 0o111, f"{script} is not executable"
+
+
+def test_every_docs_page_is_in_the_sites_navigation():
+    index = doc("index.md")
+    navigation = set(re.findall(r"^([a-z][a-z-]*)$", index, re.MULTILINE))
+    pages = {page.stem for page in DOCS.glob("*.md")} - {"index"}
+    assert pages <= navigation, f"not in the navigation of docs/index.md: {pages - navigation}"

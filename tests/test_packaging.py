@@ -1,8 +1,11 @@
-"""The published package: build it, install the wheel into a fresh virtualenv next to a project
-made with ``django-admin startproject``, and drive a protected viewset through it.
+"""The published package: build it, check its metadata and exactly what each archive holds,
+install the wheel into a fresh virtualenv next to a project made with
+``django-admin startproject``, and drive a protected viewset through it.
 
 Slow (a build and a pip install, well under two minutes): deselect with ``-m "not packaging"``.
-pip fetches setuptools, Django and DRF from the package index (or its cache).
+pip fetches setuptools, Django and DRF from the package index (or its cache). With ``DIST_DIR``
+set, the wheel and sdist found there are checked instead of building new ones (``.ci/run``
+builds once and checks what it built).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+import idempotency
 
 pytestmark = pytest.mark.packaging
 
@@ -126,33 +131,82 @@ def run(*args, cwd=ROOT, env=None, timeout=240):
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist")
-    run(sys.executable, "-m", "build", "--outdir", out, ROOT)
+    if os.environ.get("DIST_DIR"):
+        out = Path(os.environ["DIST_DIR"])
+    else:
+        out = tmp_path_factory.mktemp("dist")
+        run(sys.executable, "-m", "build", "--outdir", out, ROOT)
     (wheel,) = out.glob("*.whl")
     (sdist,) = out.glob("*.tar.gz")
     return wheel, sdist
 
 
-def test_the_wheel_holds_the_idempotency_package_only(dist):
+def package_files():
+    """The files of idempotency/ in this tree, as the archives name them."""
+    package = ROOT / "idempotency"
+    return {
+        path.relative_to(ROOT).as_posix()
+        for path in package.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+NAME = f"django_idempotency-{idempotency.__version__}"
+
+
+def test_the_wheel_holds_the_idempotency_package_and_its_metadata_only(dist):
     wheel, _ = dist
-    names = zipfile.ZipFile(wheel).namelist()
-    packages = {name.split("/")[0] for name in names}
-    assert {p for p in packages if not p.endswith(".dist-info")} == {"idempotency"}
-    assert "idempotency/py.typed" in names
-    assert "idempotency/migrations/0001_initial.py" in names
+    assert wheel.name == f"{NAME}-py3-none-any.whl"
+    names = set(zipfile.ZipFile(wheel).namelist())
+    metadata = {
+        f"{NAME}.dist-info/{name}"
+        for name in ("METADATA", "WHEEL", "RECORD", "top_level.txt", "licenses/LICENSE")
+    }
+    assert names == package_files() | metadata
+    assert {"idempotency/py.typed", "idempotency/migrations/0001_initial.py"} <= names
     assert "idempotency/contrib/drf_spectacular.py" in names
     assert "idempotency/templates/admin/idempotency/idempotencyrecord/change_list.html" in names
-    assert not [name for name in names if "/tests/" in name or name.endswith(".sqlite3")]
 
 
-def test_the_sdist_builds_the_same_package(dist):
+def test_the_sdist_holds_the_package_and_what_builds_it_only(dist):
     _, sdist = dist
+    assert sdist.name == f"{NAME}.tar.gz"
     with tarfile.open(sdist) as archive:
-        names = archive.getnames()
-    top = names[0].split("/")[0]
-    assert f"{top}/pyproject.toml" in names
-    assert f"{top}/idempotency/migrations/0001_initial.py" in names
-    assert not [name for name in names if name.startswith(f"{top}/config/")]
+        files = {member.name for member in archive.getmembers() if member.isfile()}
+    build_inputs = {
+        "PKG-INFO",
+        "pyproject.toml",
+        "setup.cfg",
+        "MANIFEST.in",
+        "LICENSE",
+        "PYPI.md",
+        "CHANGELOG.md",
+    }
+    egg_info = {
+        f"django_idempotency.egg-info/{name}"
+        for name in (
+            "PKG-INFO",
+            "SOURCES.txt",
+            "dependency_links.txt",
+            "requires.txt",
+            "top_level.txt",
+        )
+    }
+    assert files == {f"{NAME}/{name}" for name in build_inputs | egg_info | package_files()}
+
+
+def test_the_metadata_passes_twine_check_strict_and_describes_the_library(dist):
+    wheel, sdist = dist
+    run(sys.executable, "-m", "twine", "check", "--strict", wheel, sdist)
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = archive.read(f"{NAME}.dist-info/METADATA").decode()
+    headers, _, description = metadata.partition("\n\n")
+    assert f"Version: {idempotency.__version__}" in headers.splitlines()
+    assert "License-Expression: MIT" in headers.splitlines()
+    assert "Description-Content-Type: text/markdown" in headers.splitlines()
+    assert "Project-URL: Documentation, https://" in headers
+    # The package page shows the library's description, not the repository's README.
+    assert description.strip() == (ROOT / "PYPI.md").read_text().strip()
 
 
 def test_the_wheel_works_in_a_fresh_project(dist, tmp_path):
