@@ -23,6 +23,7 @@ from celery import Celery  # noqa: E402
 from kombu import Queue  # noqa: E402
 
 from idempotency.contrib.celery import IdempotentTask  # noqa: E402
+from idempotency.store import RecordStore, Reserved  # noqa: E402
 from tests.testapp.models import Widget  # noqa: E402
 
 BROKER_URL = os.environ.get("IDEMPOTENCY_TEST_BROKER", "amqp://guest:guest@127.0.0.1:5672//")
@@ -87,11 +88,20 @@ def slow(self: IdempotentTask, event_id: str, seconds: float) -> dict[str, objec
     return {"event": event_id, "widget": widget.pk}
 
 
+class SlowReleaseStore(RecordStore):
+    """Frees a key a second late: a retry published before the release would find it held."""
+
+    def release(self, reservation: Reserved) -> bool:
+        time.sleep(1)
+        return super().release(reservation)
+
+
 @app.task(
     bind=True,
     base=IdempotentTask,
     idempotency_key="event_id",
     idempotency_lease=LEASE,
+    idempotency_store=SlowReleaseStore(),
     autoretry_for=(RuntimeError,),
     max_retries=1,
     default_retry_delay=0,

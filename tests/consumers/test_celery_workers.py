@@ -93,8 +93,9 @@ def test_a_task_that_raises_frees_its_key_and_celery_retries_it_once(
 
     answer = flaky.apply_async((event,)).get(timeout=60)
 
-    # Two runs: the first wrote, raised and rolled back; the retry ran at once (max_retries=1,
-    # no countdown), found the key free, and its write is the one effect.
+    # Two runs: the first wrote, raised and rolled back; the retry (max_retries=1, no countdown)
+    # was published only once the key was free (a second after the failure: SlowReleaseStore),
+    # so it never found the key held; its write is the one effect.
     assert len(runs("flaky", event)) == 2
     assert consumer_database.widgets(f"flaky:{event}") == 1
     state, body = consumer_database.record("celery:tests.consumers.app.flaky", event)
