@@ -35,13 +35,13 @@ from celery import Task
 from celery.exceptions import Reject, Retry
 
 from idempotency.conf import idempotency_settings
+from idempotency.contrib.arguments import KeySource, task_fingerprint, task_key
 from idempotency.exceptions import (
     IdempotencyKeyInUse,
     IdempotencyKeyInvalid,
     IdempotencyKeyReused,
     IdempotencyLeaseLost,
 )
-from idempotency.fingerprints import canonical, hash_document
 from idempotency.operations import idempotent_operation
 from idempotency.store import RecordStore
 
@@ -67,16 +67,6 @@ class _RetryAfterRelease(Retry):
         self.retry_kwargs = kwargs
 
 
-def task_arguments(run: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """The task's arguments by parameter name, so positional and keyword calls are one call."""
-    try:
-        bound = inspect.signature(run).bind(*args, **kwargs)
-    except (TypeError, ValueError):  # the call does not fit: let the body raise as it would
-        return {"args": list(args), "kwargs": kwargs}
-    bound.apply_defaults()
-    return dict(bound.arguments)
-
-
 # Celery has no type information (no py.typed, no stubs): Task is Any to mypy, and
 # pyproject.toml allows subclassing it in this module only.
 class IdempotentTask(Task):
@@ -96,7 +86,7 @@ class IdempotentTask(Task):
     """
 
     abstract = True  # Celery < 5 registered base classes as tasks without it; harmless now
-    idempotency_key: str | Callable[..., Any] | None = None
+    idempotency_key: KeySource = None
     idempotency_scope: str | None = None
     idempotency_fingerprint: Callable[..., Any] | None = None
     idempotency_lease: timedelta | None = None
@@ -150,21 +140,10 @@ class IdempotentTask(Task):
         return self.idempotency_scope or f"{SCOPE_PREFIX}{self.name}"
 
     def get_idempotency_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        key = self._option("idempotency_key")
-        if key is None:
-            return hash_document(canonical(task_arguments(self.run, args, kwargs)))
-        if callable(key):
-            return str(key(*args, **kwargs))
-        arguments = task_arguments(self.run, args, kwargs)
-        if not isinstance(arguments, dict) or key not in arguments:
-            raise TypeError(f"{self.name}: idempotency_key names {key!r}, an argument it lacks.")
-        return str(arguments[key])
+        return task_key(self._option("idempotency_key"), self.name, self.run, args, kwargs)
 
     def get_idempotency_fingerprint(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        fingerprint = self._option("idempotency_fingerprint")
-        if fingerprint is not None:
-            return fingerprint(*args, **kwargs)
-        return task_arguments(self.run, args, kwargs)
+        return task_fingerprint(self._option("idempotency_fingerprint"), self.run, args, kwargs)
 
     def get_idempotency_lease(self) -> timedelta | None:
         """The lease must outlast a run: Celery's hard time limit is the longest one can take."""
