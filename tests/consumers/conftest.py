@@ -32,11 +32,11 @@ def unavailable(reason):
 
 
 class ConsumerDatabase:
-    """A PostgreSQL database beside the test run's own: ``<name>_consumers``."""
+    """A PostgreSQL database beside the test run's own: ``<name>_<suffix>``."""
 
-    def __init__(self, url):
+    def __init__(self, url, suffix="consumers"):
         parts = urlsplit(url)
-        self.name = f"{parts.path.lstrip('/')}_consumers"
+        self.name = f"{parts.path.lstrip('/')}_{suffix}"
         self.url = urlunsplit(parts._replace(path=f"/{self.name}"))
         self.admin_url = urlunsplit(parts._replace(path="/postgres"))
 
@@ -46,9 +46,12 @@ class ConsumerDatabase:
         with psycopg.connect(self.admin_url, autocommit=True) as admin:
             admin.execute(sql)
 
-    def create(self):
+    def create_empty(self):
         self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
         self._admin(f'CREATE DATABASE "{self.name}"')
+
+    def create(self):
+        self.create_empty()
         result = subprocess.run(
             [sys.executable, "-m", "django", "migrate", "--run-syncdb", "--noinput"],
             cwd=ROOT,
