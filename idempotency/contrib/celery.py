@@ -31,8 +31,13 @@ from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
-from celery import Task
-from celery.exceptions import Reject, Retry
+try:
+    from celery import Task
+    from celery.exceptions import Reject, Retry
+except ImportError as exc:  # the optional extra is missing: say which
+    raise ImportError(
+        "idempotency.contrib.celery needs Celery: pip install 'django-idempotency[celery]'"
+    ) from exc
 
 from idempotency.conf import idempotency_settings
 from idempotency.contrib.arguments import KeySource, task_fingerprint, task_key

@@ -27,7 +27,10 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
-from django.tasks.base import TaskContext
+try:
+    from django.tasks.base import TaskContext
+except ImportError as exc:  # Django 5.2: say what is missing
+    raise ImportError("idempotency.contrib.tasks needs django.tasks: Django 6.0 or later") from exc
 
 from idempotency.contrib.arguments import KeySource, task_fingerprint, task_key
 from idempotency.operations import idempotent_operation
