@@ -90,7 +90,6 @@ class IdempotentTask(Task):
     - ``idempotency_store``: the :class:`~idempotency.store.RecordStore` (tests swap it).
     """
 
-    abstract = True  # Celery < 5 registered base classes as tasks without it; harmless now
     idempotency_key: KeySource = None
     idempotency_scope: str | None = None
     idempotency_fingerprint: Callable[..., Any] | None = None
