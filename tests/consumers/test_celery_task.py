@@ -48,6 +48,15 @@ def test_another_payload_for_the_event_id_is_rejected_without_requeue():
     assert Widget.objects.count() == 1
 
 
+def test_an_invalid_key_is_rejected_without_requeue():
+    result = record.apply(("evt 1, evt 2", 100))
+
+    assert result.state == "REJECTED"
+    assert result.result.requeue is False
+    assert "visible ASCII" in str(result.result.reason)
+    assert not Widget.objects.exists()
+
+
 def test_a_held_key_becomes_a_retry_with_the_rest_of_the_lease_as_countdown():
     with idempotent_operation(
         scope="celery:tests.consumers.app.record",
