@@ -3,9 +3,12 @@
 Imported by ``IdempotencyConfig.ready()`` only when drf-spectacular is installed; importing it
 registers :class:`IdempotentViewExtension`. Every operation a view protects then documents
 
-- the ``Idempotency-Key`` request header (required or optional as the view says), and
-- its 400, 409 and 422 answers as ``application/problem+json`` (the ``IdempotencyProblem``
-  component), next to whatever the view documents for those codes itself,
+- the ``Idempotency-Key`` request header (required or optional as the view says),
+- its 400, 409, 413, 422 and 503 answers as ``application/problem+json`` (the
+  ``IdempotencyProblem`` component), next to whatever the view documents for those codes itself,
+- and, unless the view documents a 400 body of its own, the 400 that DRF answers for input the
+  view refuses (the ``ValidationErrors`` component, in the view's renderer media types): a
+  protected request's 400 is either, and a client (or a schema-driven fuzzer) must expect both,
 
 also on views and methods that carry their own ``@extend_schema``: the extension puts its schema
 class outermost, around the one drf-spectacular would use, so it sees the final operation.
@@ -30,6 +33,8 @@ from idempotency.exceptions import (
     IdempotencyKeyReused,
     IdempotencyLeaseLost,
     ProblemDetailsError,
+    RequestBodyTooLarge,
+    StorageUnavailable,
 )
 from idempotency.mixins import REPLAYED_HEADER
 
@@ -39,6 +44,7 @@ if TYPE_CHECKING:
     from idempotency.mixins import IdempotentMixin
 
 PROBLEM_COMPONENT = "IdempotencyProblem"
+VALIDATION_ERRORS_COMPONENT = "ValidationErrors"
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -51,6 +57,29 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "code": {"type": "string", "description": "Machine-readable code (as DRF's)."},
     },
     "required": ["type", "title", "status", "detail"],
+}
+
+# What DRF's exception handler renders for a ValidationError, ParseError or the like.
+VALIDATION_ERRORS_SCHEMA: dict[str, Any] = {
+    "description": "Django REST framework's answer to input the view refused: "
+    '`{"field": ["message", ...]}` from a serializer, `{"detail": "message"}` for a body it '
+    'could not parse, or `["message", ...]`.',
+    "oneOf": [
+        {
+            "type": "object",
+            "properties": {
+                "detail": {"type": "string"},
+                "non_field_errors": {"type": "array", "items": {"type": "string"}},
+            },
+            "additionalProperties": {},
+        },
+        {"type": "array", "items": {"type": "string"}},
+    ],
+}
+
+RETRY_AFTER: dict[str, Any] = {
+    "schema": {"type": "integer", "minimum": 1},
+    "description": "Seconds to wait before retrying with the same key.",
 }
 
 
@@ -98,14 +127,18 @@ class IdempotentSchemaMixin(AutoSchema):
         operation = super().get_operation(path, path_regex, path_prefix, method, registry)
         if operation is None or not self._protects():
             return operation
-        problem = ResolvedComponent(  # type: ignore[no-untyped-call]
-            name=PROBLEM_COMPONENT,
-            type=ResolvedComponent.SCHEMA,
-            object=ProblemDetailsError,
-            schema=PROBLEM_SCHEMA,
-        )
-        registry.register_on_missing(problem)
+        problem = _component(registry, PROBLEM_COMPONENT, PROBLEM_SCHEMA)
         responses = operation.setdefault("responses", {})
+        bad_request = responses.setdefault("400", {"description": ""})
+        if not bad_request.get("content"):
+            # The view's own refusal of its input (DRF's error body) comes first, in the media
+            # types its renderers produce; a 400 body the view documents itself is kept instead.
+            errors = _component(registry, VALIDATION_ERRORS_COMPONENT, VALIDATION_ERRORS_SCHEMA)
+            media_types = self.map_renderers("media_type") or ["application/json"]
+            bad_request["description"] = " ".join(
+                filter(None, [bad_request["description"], "The request's input was refused."])
+            )
+            bad_request["content"] = {media: {"schema": errors.ref} for media in media_types}
         for code, description, extra in self._problem_responses():
             response = responses.setdefault(code, {"description": ""})
             response["description"] = " ".join(filter(None, [response["description"], description]))
@@ -125,12 +158,7 @@ class IdempotentSchemaMixin(AutoSchema):
         bad_key: tuple[type[ProblemDetailsError], ...] = (IdempotencyKeyInvalid,)
         if view.get_idempotency_required():
             bad_key = (IdempotencyKeyMissing, IdempotencyKeyInvalid)
-        retry_after = {
-            "Retry-After": {
-                "schema": {"type": "integer", "minimum": 1},
-                "description": "Seconds to wait before retrying with the same key.",
-            }
-        }
+        retry_after = {"Retry-After": RETRY_AFTER}
         return [
             ("400", f"Idempotency key problem: {_problem_types(*bad_key)}.", {}),
             (
@@ -140,12 +168,33 @@ class IdempotentSchemaMixin(AutoSchema):
                 retry_after,
             ),
             (
+                "413",
+                "The request body is larger than the service accepts: "
+                f"{_problem_types(RequestBodyTooLarge)}.",
+                {},
+            ),
+            (
                 "422",
                 "The idempotency key was used for another request: "
                 f"{_problem_types(IdempotencyKeyReused)}.",
                 {},
             ),
+            (
+                "503",
+                "The database failed during the request; retry with the same key: "
+                f"{_problem_types(StorageUnavailable)}.",
+                retry_after,
+            ),
         ]
+
+
+def _component(registry: ComponentRegistry, name: str, schema: dict[str, Any]) -> ResolvedComponent:
+    """The schema component ``name``, registered unless it already is."""
+    component = ResolvedComponent(  # type: ignore[no-untyped-call]
+        name=name, type=ResolvedComponent.SCHEMA, object=name, schema=schema
+    )
+    registry.register_on_missing(component)
+    return component
 
 
 _documented: dict[type[AutoSchema], type[AutoSchema]] = {}
