@@ -7,11 +7,13 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.contrib.auth.models import AnonymousUser
+from django.core.validators import ProhibitNullCharactersValidator
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
-from rest_framework.exceptions import NotAuthenticated
+from rest_framework.exceptions import NotAuthenticated, NotFound
 from rest_framework.request import Request
 from rest_framework.routers import SimpleRouter
+from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -83,3 +85,47 @@ class StrictSerializer(serializers.Serializer[Any]):
             if unknown:
                 raise serializers.ValidationError({name: [_("Unknown field.")] for name in unknown})
         return value
+
+
+class TextLookupField(serializers.SlugRelatedField[Any]):
+    """A ``SlugRelatedField`` whose validators check the text sent, before the lookup.
+
+    Text the database cannot compare (NUL, which PostgreSQL refuses, or a lone surrogate, which
+    no UTF-8 encoder takes) is a 400 from the field, never a database error; the validators
+    given (a length, a pattern) also refuse text that names nothing, and drf-spectacular
+    documents them in the schema.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validators = [
+            ProhibitNullCharactersValidator(),
+            ProhibitSurrogateCharactersValidator(),
+            *self.validators,
+        ]
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str):
+            super().run_validators(data)
+        return super().to_internal_value(data)
+
+    def run_validators(self, value: Any) -> None:
+        """Nothing: they ran on the text in ``to_internal_value``; ``value`` is the object."""
+
+
+class TextLookupMixin:
+    """A detail route whose id holds NUL (``/products/%00``) is a 404, not a database error.
+
+    PostgreSQL refuses NUL in text, so no row can match; a lone surrogate never reaches the
+    view (Django keeps bytes that are not UTF-8 percent-encoded in the path).
+    """
+
+    lookup_field: str
+    lookup_url_kwarg: str | None
+    kwargs: dict[str, Any]
+
+    def get_object(self) -> Any:
+        value = self.kwargs.get(self.lookup_url_kwarg or self.lookup_field)
+        if isinstance(value, str) and "\x00" in value:
+            raise NotFound()
+        return super().get_object()  # type: ignore[misc]
