@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 pytest.importorskip("drf_spectacular")
 
@@ -21,7 +24,9 @@ from rest_framework.renderers import JSONRenderer  # noqa: E402
 from rest_framework.response import Response  # noqa: E402
 from rest_framework.routers import SimpleRouter  # noqa: E402
 
-from idempotency.contrib.drf_spectacular import IdempotentSchemaMixin  # noqa: E402
+from idempotency.contrib.drf_spectacular import KEY_PATTERN, IdempotentSchemaMixin  # noqa: E402
+from idempotency.exceptions import IdempotencyKeyInvalid  # noqa: E402
+from idempotency.keys import parse_key  # noqa: E402
 from idempotency.mixins import IdempotentMixin  # noqa: E402
 
 pytestmark = pytest.mark.spectacular
@@ -177,7 +182,12 @@ def assert_documented(operation, required=True):
     parameter = header(operation)
     assert parameter is not None
     assert parameter.get("required", False) is required
-    assert parameter["schema"] == {"type": "string", "maxLength": 255}
+    assert parameter["schema"] == {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 255,
+        "pattern": KEY_PATTERN,
+    }
     for code in ("400", "409", "413", "422", "503"):
         content = operation["responses"][code]["content"]
         assert content[PROBLEM]["schema"] == {"$ref": "#/components/schemas/IdempotencyProblem"}
@@ -218,6 +228,27 @@ def test_the_protected_methods_follow_the_view(paths):
     assert_not_documented(paths["/put-only/"]["post"])
 
 
+def test_responses_are_listed_by_status(paths):
+    codes = list(paths["/things/"]["post"]["responses"])
+    assert codes == sorted(codes)
+    assert {"200", "400", "409", "413", "422", "503"} <= set(codes)
+
+
+@given(st.from_regex(KEY_PATTERN, fullmatch=True).filter(lambda key: len(key) <= 255))
+def test_every_key_the_documented_pattern_allows_is_taken_as_is(key):
+    assert parse_key(key, 255) == key
+
+
+@given(st.text(st.characters(codec="latin-1"), max_size=20))
+def test_every_unquoted_key_taken_as_is_matches_the_documented_pattern(raw):
+    try:
+        key = parse_key(raw, 255)
+    except IdempotencyKeyInvalid:
+        return
+    if key == raw:
+        assert re.fullmatch(KEY_PATTERN, raw)
+
+
 def test_problem_types_are_named_with_their_uris(paths):
     responses = paths["/things/"]["post"]["responses"]
     assert "urn:django-idempotency:problem:key-missing" in responses["400"]["description"]
@@ -236,7 +267,7 @@ def test_a_protected_400_is_the_views_refusal_or_our_problem(paths):
         "application/json": {"schema": {"$ref": "#/components/schemas/ValidationErrors"}},
         PROBLEM: {"schema": {"$ref": "#/components/schemas/IdempotencyProblem"}},
     }
-    assert "input was refused" in bad_request["description"]
+    assert "refused the input" in bad_request["description"]
     assert "key-missing" in bad_request["description"]
 
 

@@ -44,6 +44,9 @@ if TYPE_CHECKING:
     from idempotency.mixins import IdempotentMixin
 
 PROBLEM_COMPONENT = "IdempotencyProblem"
+# The keys idempotency.keys.parse_key takes as they are: visible ASCII without the comma, not
+# starting with a quote (that is the structured-field form, which names the same keys).
+KEY_PATTERN = r"^[\u0021\u0023-\u002b\u002d-\u007e][\u0021-\u002b\u002d-\u007e]*$"
 VALIDATION_ERRORS_COMPONENT = "ValidationErrors"
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -103,7 +106,12 @@ class IdempotentSchemaMixin(AutoSchema):
         required = view.get_idempotency_required()
         header = OpenApiParameter(
             name=idempotency_settings.HEADER,
-            type={"type": "string", "maxLength": idempotency_settings.MAX_KEY_LENGTH},
+            type={
+                "type": "string",
+                "minLength": 1,
+                "maxLength": idempotency_settings.MAX_KEY_LENGTH,
+                "pattern": KEY_PATTERN,
+            },
             location=OpenApiParameter.HEADER,
             required=required,
             description=(
@@ -136,7 +144,7 @@ class IdempotentSchemaMixin(AutoSchema):
             errors = _component(registry, VALIDATION_ERRORS_COMPONENT, VALIDATION_ERRORS_SCHEMA)
             media_types = self.map_renderers("media_type") or ["application/json"]
             bad_request["description"] = " ".join(
-                filter(None, [bad_request["description"], "The request's input was refused."])
+                filter(None, [bad_request["description"], "The view refused the input."])
             )
             bad_request["content"] = {media: {"schema": errors.ref} for media in media_types}
         for code, description, extra in self._problem_responses():
@@ -145,6 +153,7 @@ class IdempotentSchemaMixin(AutoSchema):
             response.setdefault("content", {})[PROBLEM_CONTENT_TYPE] = {"schema": problem.ref}
             if extra:
                 response.setdefault("headers", {}).update(extra)
+        operation["responses"] = responses = dict(sorted(responses.items(), key=_status))
         for code, response in responses.items():
             if str(code).startswith("2"):
                 response.setdefault("headers", {})[REPLAYED_HEADER] = {
@@ -186,6 +195,10 @@ class IdempotentSchemaMixin(AutoSchema):
                 retry_after,
             ),
         ]
+
+
+def _status(item: tuple[str, Any]) -> str:
+    return str(item[0])  # "default" after the codes, as OpenAPI documents list it
 
 
 def _component(registry: ComponentRegistry, name: str, schema: dict[str, Any]) -> ResolvedComponent:
