@@ -19,7 +19,7 @@ class OrderRequestSerializer(StrictSerializer):
     user whose token sent it.
     """
 
-    userId = serializers.CharField(max_length=150)
+    userId = serializers.CharField(min_length=1, max_length=150)
     sku = TextLookupField(
         source="product",
         slug_field="sku",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.validators import MaxLengthValidator
+from django.core.validators import MaxLengthValidator, MinLengthValidator
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
@@ -36,7 +36,7 @@ class PaymentRequestSerializer(StrictSerializer):
         slug_field="customer_id",
         queryset=Customer.objects.all(),
         error_messages={"does_not_exist": _("Unknown customer {value!r}.")},
-        validators=[MaxLengthValidator(CUSTOMER_ID_MAX_LENGTH)],
+        validators=[MinLengthValidator(1), MaxLengthValidator(CUSTOMER_ID_MAX_LENGTH)],
     )
     amount = StrictIntegerField(min_value=1, max_value=MAX_AMOUNT)
     currency = CurrencyField(choices=SUPPORTED_CURRENCIES)
