@@ -16,6 +16,9 @@ from django.core.validators import ProhibitNullCharactersValidator, RegexValidat
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ComponentRegistry, ResolvedComponent, force_instance
 from rest_framework.fields import Field
+from rest_framework.serializers import BaseSerializer
+
+from config.api import StrictSerializer
 
 ERROR_COMPONENT = "ErrorDetail"
 ERROR_SCHEMA: dict[str, Any] = {
@@ -46,6 +49,16 @@ class DemoAutoSchema(AutoSchema):
             and not any(issubclass(kind, RegexValidator) for kind in kinds)
         ):
             schema.setdefault("pattern", NO_NUL_PATTERN)
+        return schema
+
+    def _map_basic_serializer(
+        self, serializer: BaseSerializer[Any], direction: str
+    ) -> dict[str, Any]:
+        schema: dict[str, Any] = super()._map_basic_serializer(  # type: ignore[no-untyped-call]
+            serializer, direction
+        )
+        if direction == "request" and isinstance(serializer, StrictSerializer):
+            schema["additionalProperties"] = False  # it refuses fields it does not know
         return schema
 
     def get_operation(
