@@ -6,9 +6,9 @@ registers :class:`IdempotentViewExtension`. Every operation a view protects then
 - the ``Idempotency-Key`` request header (required or optional as the view says),
 - its 400, 409, 413, 422 and 503 answers as ``application/problem+json`` (the
   ``IdempotencyProblem`` component), next to whatever the view documents for those codes itself,
-- and, unless the view documents a 400 body of its own, the 400 that DRF answers for input the
-  view refuses (the ``ValidationErrors`` component, in the view's renderer media types): a
-  protected request's 400 is either, and a client (or a schema-driven fuzzer) must expect both,
+- unless the view documents a 400 body of its own, the 400 that DRF answers for input the view
+  refuses (the ``ValidationErrors`` component, in the view's renderer media types): a protected
+  request's 400 is either, and a client (or a schema-driven fuzzer) must expect both;
 
 also on views and methods that carry their own ``@extend_schema``: the extension puts its schema
 class outermost, around the one drf-spectacular would use, so it sees the final operation.
@@ -70,10 +70,7 @@ VALIDATION_ERRORS_SCHEMA: dict[str, Any] = {
     "oneOf": [
         {
             "type": "object",
-            "properties": {
-                "detail": {"type": "string"},
-                "non_field_errors": {"type": "array", "items": {"type": "string"}},
-            },
+            "properties": {"detail": {"type": "string"}},
             "additionalProperties": {},
         },
         {"type": "array", "items": {"type": "string"}},
