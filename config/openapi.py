@@ -2,10 +2,11 @@
 
 drf-spectacular documents what a view returns, not what DRF answers around it: 401 without a
 valid token, 404 for an unknown id or a page past the end, 406 for an ``Accept`` the view cannot
-render, 415 for a body in a media type it cannot parse. A client (or schemathesis) reading the
-schema must expect them. The library (``idempotency.contrib.drf_spectacular``) adds its own
-answers to protected operations on top. Loaded only when drf-spectacular is installed
-(``REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]`` in settings).
+render, 415 for a body in a media type it cannot parse; nor what the HTTP server answers before
+Django runs (gunicorn's 414 and 431, in HTML, for a request over its limits). A client (or
+schemathesis) reading the schema must expect them. The library
+(``idempotency.contrib.drf_spectacular``) adds its own answers to protected operations on top.
+Loaded only when drf-spectacular is installed (``REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]``).
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ class DemoAutoSchema(AutoSchema):
             if headers:
                 response["headers"] = headers
             responses[code] = response
+        for code, response in self._server_answers().items():
+            responses.setdefault(code, response)
         operation["responses"] = dict(sorted(responses.items(), key=lambda item: str(item[0])))
         self._link_to_created(operation)
         return operation
@@ -141,3 +144,11 @@ class DemoAutoSchema(AutoSchema):
         if "requestBody" in operation:
             answers.append(("415", "The body's media type is not one this view parses.", {}))
         return answers
+
+    def _server_answers(self) -> dict[str, dict[str, Any]]:
+        """What the HTTP server answers before Django sees the request (gunicorn, in HTML)."""
+        html = {"text/html": {"schema": {"type": "string"}}}
+        return {
+            "414": {"description": "The URL is longer than the server takes.", "content": html},
+            "431": {"description": "A header is larger than the server takes.", "content": html},
+        }
