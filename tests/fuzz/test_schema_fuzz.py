@@ -57,7 +57,7 @@ def demo(request):
         database.drop()
 
 
-def test_the_demo_answers_as_its_schema_says(demo):
+def run_schemathesis(demo):
     command = [
         sys.executable, "-m", "schemathesis.cli",
         "--config-file", str(CONFIG),
@@ -74,7 +74,16 @@ def test_the_demo_answers_as_its_schema_says(demo):
     )
     report = result.stdout + result.stderr
     sys.stdout.write(report)  # pytest shows it with -s, and on failure
-    assert result.returncode == 0, report
+    return result.returncode, report
+
+
+def test_the_demo_answers_as_its_schema_says(demo):
+    returncode, report = run_schemathesis(demo)
+    if returncode != 0 and "unique failure" not in report:
+        # Schemathesis itself broke (a rare internal error in a phase, seen once in a dozen
+        # runs) without finding anything: run it once more. A finding always fails at once.
+        returncode, report = run_schemathesis(demo)
+    assert returncode == 0, report
     # It did fuzz: every operation of the schema, with many cases each.
     selected = re.search(r"Selected: (\d+)/(\d+)\s+Tested: (\d+)", report)
     assert selected and len(set(selected.groups())) == 1 and int(selected[1]) >= 9, report
