@@ -136,7 +136,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "demo_api.api.StrictPageNumberPagination",
     "PAGE_SIZE": 20,
 }
 
@@ -145,7 +145,7 @@ REST_FRAMEWORK = {
 OPENAPI_DOCS = all(find_spec(name) for name in ("drf_spectacular", "drf_spectacular_sidecar"))
 if OPENAPI_DOCS:
     INSTALLED_APPS += ["drf_spectacular", "drf_spectacular_sidecar"]
-    REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "drf_spectacular.openapi.AutoSchema"
+    REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "demo_api.openapi.DemoAutoSchema"
     SPECTACULAR_SETTINGS = {
         "TITLE": "django-idempotency demo shop",
         "DESCRIPTION": "Payments and orders whose unsafe requests are protected by an "

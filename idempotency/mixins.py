@@ -287,6 +287,9 @@ class IdempotentMixin(_Base):
         return self.http_method_not_allowed
 
     def _run_idempotently(self, request: Request, handler: Handler) -> HttpResponseBase:
+        if handler == self.http_method_not_allowed:
+            # No operation to protect: 405 with Allow, whatever the key (or its absence) says.
+            return self._final(request, handler(request, *self.args, **self.kwargs))
         key = self.get_idempotency_key(request)
         if key is None:
             raise IdempotencyKeyMissing()

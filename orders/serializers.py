@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+from django.core.validators import MaxLengthValidator, validate_slug
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
-from demo_api.api import StrictIntegerField, StrictSerializer
+from demo_api.api import StrictIntegerField, StrictSerializer, TextLookupField
 from orders.models import Order, Product
 
 MAX_QUANTITY = 100
+SKU_MAX_LENGTH = Product._meta.get_field("sku").max_length
 
 
 class OrderRequestSerializer(StrictSerializer):
@@ -17,12 +19,14 @@ class OrderRequestSerializer(StrictSerializer):
     user whose token sent it.
     """
 
-    userId = serializers.CharField(max_length=150)
-    sku = serializers.SlugRelatedField(
+    userId = serializers.CharField(min_length=1, max_length=150)
+    sku = TextLookupField(
         source="product",
         slug_field="sku",
         queryset=Product.objects.all(),
         error_messages={"does_not_exist": _("Unknown product {value!r}.")},
+        # A SKU is a slug (Product.sku is a SlugField): other text names no product.
+        validators=[MaxLengthValidator(SKU_MAX_LENGTH), validate_slug],
     )
     quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY)
 

@@ -8,7 +8,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from demo_api.api import caller, documented
+from demo_api.api import TextLookupMixin, caller, documented
 from demo_api.faults import Fault, requested_fault
 from idempotency.mixins import IdempotentMixin
 from orders.models import Order, Product
@@ -19,7 +19,10 @@ ORDER_FAULTS = (Fault.CRASH_BEFORE_COMMIT,)
 
 
 class OrderOperations(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Order]
+    TextLookupMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet[Order],
 ):
     """The orders API without idempotency: what ``OrderViewSet`` protects.
 
@@ -61,7 +64,7 @@ class OrderViewSet(IdempotentMixin, OrderOperations):
     """``/orders``: every POST needs an ``Idempotency-Key``; a retry never orders twice."""
 
 
-class ProductViewSet(viewsets.ReadOnlyModelViewSet[Product]):
+class ProductViewSet(TextLookupMixin, viewsets.ReadOnlyModelViewSet[Product]):
     """``GET /products`` and ``GET /products/<sku>``, with the current stock."""
 
     serializer_class = ProductSerializer

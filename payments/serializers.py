@@ -2,15 +2,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.validators import MaxLengthValidator, MinLengthValidator
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
-from demo_api.api import StrictIntegerField, StrictSerializer
+from demo_api.api import StrictIntegerField, StrictSerializer, TextLookupField
 from payments.models import SUPPORTED_CURRENCIES, Customer, Payment
 
 # Eight digits of minor units, as card processors commonly cap a single charge.
 MAX_AMOUNT = 99_999_999
+CUSTOMER_ID_MAX_LENGTH = Customer._meta.get_field("customer_id").max_length
 
 
 class CurrencyField(serializers.ChoiceField):
@@ -29,11 +31,12 @@ class CurrencyField(serializers.ChoiceField):
 class PaymentRequestSerializer(StrictSerializer):
     """``POST /payments``: ``{"customerId": "cust_123", "amount": 100, "currency": "USD"}``."""
 
-    customerId = serializers.SlugRelatedField(
+    customerId = TextLookupField(
         source="customer",
         slug_field="customer_id",
         queryset=Customer.objects.all(),
         error_messages={"does_not_exist": _("Unknown customer {value!r}.")},
+        validators=[MinLengthValidator(1), MaxLengthValidator(CUSTOMER_ID_MAX_LENGTH)],
     )
     amount = StrictIntegerField(min_value=1, max_value=MAX_AMOUNT)
     currency = CurrencyField(choices=SUPPORTED_CURRENCIES)

@@ -8,7 +8,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from demo_api.api import caller, documented
+from demo_api.api import TextLookupMixin, caller, documented
 from demo_api.faults import Fault, requested_fault
 from idempotency.mixins import IdempotentMixin
 from payments.gateway_keys import gateway_key
@@ -20,7 +20,10 @@ PAYMENT_FAULTS = (Fault.CRASH_AFTER_CHARGE, Fault.SLOW)
 
 
 class PaymentOperations(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Payment]
+    TextLookupMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet[Payment],
 ):
     """The payments API without idempotency: what ``PaymentViewSet`` protects.
 

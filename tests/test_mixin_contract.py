@@ -436,3 +436,13 @@ def test_replay_ignores_the_accept_header_of_the_retry(api):
     )
     assert replay.content == first.content
     assert replay["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("key", [None, KEY, "not a valid key"])
+def test_a_method_the_view_does_not_have_is_405_whatever_the_key(api, key):
+    # PATCH is protected by default, but this route has no PATCH operation to protect.
+    headers = {} if key is None else {"Idempotency-Key": key}
+    response = api.patch("/test/viewset-widgets/", {}, format="json", headers=headers)
+    assert response.status_code == 405
+    assert "POST" in response["Allow"]
+    assert not IdempotencyRecord.objects.exists()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -79,3 +81,92 @@ def test_the_docs_page_works_offline(client):
     assert "cdn" not in html.lower()
     assert finders.find("drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
     assert finders.find("drf_spectacular_sidecar/swagger-ui-dist/swagger-ui.css")
+
+
+def _validator(document, schema):
+    import jsonschema
+
+    return jsonschema.Draft7Validator({**schema, "components": document["components"]})
+
+
+# Each DRF answer the demo's schema class documents, provoked: (method, path, headers, body).
+DRF_ANSWERS = [
+    pytest.param("get", "/payments/", {"Authorization": "Token nope"}, None, "401", id="401"),
+    pytest.param("get", "/products/", {}, None, "401", id="401-no-credentials"),
+    pytest.param("get", "/products/?page=99", "u1", None, "404", id="404-page"),
+    pytest.param("get", "/products/?page=abc", "u1", None, "404", id="404-not-a-page"),
+    pytest.param("get", "/products/nope/", "u1", None, "404", id="404-id"),
+    pytest.param("get", "/payments/pmt_x/", "u1", None, "404", id="404-payment"),
+    pytest.param("get", "/orders/", "u1:text/csv", None, "406", id="406"),
+    pytest.param("post", "/orders/", "u1", "text/plain", "415", id="415"),
+]
+
+
+@pytest.mark.django_db(databases=["default", "gateway"])
+@pytest.mark.parametrize(("method", "path", "headers", "body", "code"), DRF_ANSWERS)
+def test_each_documented_drf_answer_is_what_the_demo_answers(method, path, headers, body, code):
+    from rest_framework.test import APIClient
+
+    from tests.demo.factories import UserFactory
+
+    document = yaml_schema()
+    if isinstance(headers, str):  # "u1" or "u1:<Accept>": a real user's token
+        user, _, accept = headers.partition(":")
+        headers = {"Authorization": f"Token {UserFactory(username=user).auth_token.key}"}
+        if accept:
+            headers["Accept"] = accept
+    kwargs = {"headers": {**headers, "Idempotency-Key": "k1"}}
+    if body is not None:
+        kwargs.update(data="hello", content_type=body)
+    response = getattr(APIClient(), method)(path, **kwargs)
+    assert str(response.status_code) == code, response.content
+    template = next(
+        p for p in document["paths"] if re.fullmatch(_path_regex(p), path.split("?")[0])
+    )
+    documented = document["paths"][template][method]["responses"][code]
+    media_type = response["Content-Type"].split(";")[0]
+    assert media_type in documented["content"]
+    _validator(document, documented["content"][media_type]["schema"]).validate(
+        json.loads(response.content)
+    )
+    for name in documented.get("headers", {}):
+        assert name in response
+
+
+def _path_regex(template):
+    return re.sub(r"\{[^}]+\}", "[^/]+", template)
+
+
+def yaml_schema():
+    import yaml
+
+    return yaml.safe_load(demo_schema())
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "gateway"])
+def test_the_link_from_a_create_retrieves_what_it_made():
+    from rest_framework.test import APIClient
+
+    from tests.demo.factories import CustomerFactory, UserFactory
+
+    document = yaml_schema()
+    operations = {
+        operation["operationId"]: (path, operation)
+        for path, item in document["paths"].items()
+        for operation in item.values()
+    }
+    link = document["paths"]["/payments/"]["post"]["responses"]["201"]["links"]["payments_retrieve"]
+    template, _ = operations[link["operationId"]]
+    CustomerFactory(customer_id="cust_123")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {UserFactory(username='u1').auth_token.key}")
+    body = {"customerId": "cust_123", "amount": 100, "currency": "USD"}
+    created = api.post("/payments/", body, format="json", headers={"Idempotency-Key": "k1"})
+    assert created.status_code == 201
+    path = template
+    for name, expression in link["parameters"].items():
+        pointer = expression.removeprefix("$response.body#/")
+        path = path.replace(f"{{{name}}}", created.json()[pointer])
+    fetched = api.get(path)
+    assert fetched.status_code == 200
+    assert fetched.json() == created.json()

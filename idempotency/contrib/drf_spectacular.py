@@ -3,9 +3,12 @@
 Imported by ``IdempotencyConfig.ready()`` only when drf-spectacular is installed; importing it
 registers :class:`IdempotentViewExtension`. Every operation a view protects then documents
 
-- the ``Idempotency-Key`` request header (required or optional as the view says), and
-- its 400, 409 and 422 answers as ``application/problem+json`` (the ``IdempotencyProblem``
-  component), next to whatever the view documents for those codes itself,
+- the ``Idempotency-Key`` request header (required or optional as the view says),
+- its 400, 409, 413, 422 and 503 answers as ``application/problem+json`` (the
+  ``IdempotencyProblem`` component), next to whatever the view documents for those codes itself,
+- unless the view documents a 400 body of its own, the 400 that DRF answers for input the view
+  refuses (the ``ValidationErrors`` component, in the view's renderer media types): a protected
+  request's 400 is either, and a client (or a schema-driven fuzzer) must expect both;
 
 also on views and methods that carry their own ``@extend_schema``: the extension puts its schema
 class outermost, around the one drf-spectacular would use, so it sees the final operation.
@@ -30,6 +33,9 @@ from idempotency.exceptions import (
     IdempotencyKeyReused,
     IdempotencyLeaseLost,
     ProblemDetailsError,
+    RequestBodyInvalid,
+    RequestBodyTooLarge,
+    StorageUnavailable,
 )
 from idempotency.mixins import REPLAYED_HEADER
 
@@ -39,6 +45,10 @@ if TYPE_CHECKING:
     from idempotency.mixins import IdempotentMixin
 
 PROBLEM_COMPONENT = "IdempotencyProblem"
+# The keys idempotency.keys.parse_key takes as they are: visible ASCII without the comma, not
+# starting with a quote (that is the structured-field form, which names the same keys).
+KEY_PATTERN = r"^[\u0021\u0023-\u002b\u002d-\u007e][\u0021-\u002b\u002d-\u007e]*$"
+VALIDATION_ERRORS_COMPONENT = "ValidationErrors"
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -51,6 +61,26 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "code": {"type": "string", "description": "Machine-readable code (as DRF's)."},
     },
     "required": ["type", "title", "status", "detail"],
+}
+
+# What DRF's exception handler renders for a ValidationError, ParseError or the like.
+VALIDATION_ERRORS_SCHEMA: dict[str, Any] = {
+    "description": "Django REST framework's answer to input the view refused: "
+    '`{"field": ["message", ...]}` from a serializer, `{"detail": "message"}` for a body it '
+    'could not parse, or `["message", ...]`.',
+    "oneOf": [
+        {
+            "type": "object",
+            "properties": {"detail": {"type": "string"}},
+            "additionalProperties": {},
+        },
+        {"type": "array", "items": {"type": "string"}},
+    ],
+}
+
+RETRY_AFTER: dict[str, Any] = {
+    "schema": {"type": "integer", "minimum": 1},
+    "description": "Seconds to wait before retrying with the same key.",
 }
 
 
@@ -74,7 +104,12 @@ class IdempotentSchemaMixin(AutoSchema):
         required = view.get_idempotency_required()
         header = OpenApiParameter(
             name=idempotency_settings.HEADER,
-            type={"type": "string", "maxLength": idempotency_settings.MAX_KEY_LENGTH},
+            type={
+                "type": "string",
+                "minLength": 1,
+                "maxLength": idempotency_settings.MAX_KEY_LENGTH,
+                "pattern": KEY_PATTERN,
+            },
             location=OpenApiParameter.HEADER,
             required=required,
             description=(
@@ -98,20 +133,25 @@ class IdempotentSchemaMixin(AutoSchema):
         operation = super().get_operation(path, path_regex, path_prefix, method, registry)
         if operation is None or not self._protects():
             return operation
-        problem = ResolvedComponent(  # type: ignore[no-untyped-call]
-            name=PROBLEM_COMPONENT,
-            type=ResolvedComponent.SCHEMA,
-            object=ProblemDetailsError,
-            schema=PROBLEM_SCHEMA,
-        )
-        registry.register_on_missing(problem)
+        problem = _component(registry, PROBLEM_COMPONENT, PROBLEM_SCHEMA)
         responses = operation.setdefault("responses", {})
+        bad_request = responses.setdefault("400", {"description": ""})
+        if not bad_request.get("content"):
+            # The view's own refusal of its input (DRF's error body) comes first, in the media
+            # types its renderers produce; a 400 body the view documents itself is kept instead.
+            errors = _component(registry, VALIDATION_ERRORS_COMPONENT, VALIDATION_ERRORS_SCHEMA)
+            media_types = self.map_renderers("media_type") or ["application/json"]
+            bad_request["description"] = " ".join(
+                filter(None, [bad_request["description"], "The view refused the input."])
+            )
+            bad_request["content"] = {media: {"schema": errors.ref} for media in media_types}
         for code, description, extra in self._problem_responses():
             response = responses.setdefault(code, {"description": ""})
             response["description"] = " ".join(filter(None, [response["description"], description]))
             response.setdefault("content", {})[PROBLEM_CONTENT_TYPE] = {"schema": problem.ref}
             if extra:
                 response.setdefault("headers", {}).update(extra)
+        operation["responses"] = responses = dict(sorted(responses.items(), key=_status))
         for code, response in responses.items():
             if str(code).startswith("2"):
                 response.setdefault("headers", {})[REPLAYED_HEADER] = {
@@ -125,14 +165,10 @@ class IdempotentSchemaMixin(AutoSchema):
         bad_key: tuple[type[ProblemDetailsError], ...] = (IdempotencyKeyInvalid,)
         if view.get_idempotency_required():
             bad_key = (IdempotencyKeyMissing, IdempotencyKeyInvalid)
-        retry_after = {
-            "Retry-After": {
-                "schema": {"type": "integer", "minimum": 1},
-                "description": "Seconds to wait before retrying with the same key.",
-            }
-        }
+        bad_key = (*bad_key, RequestBodyInvalid)
+        retry_after = {"Retry-After": RETRY_AFTER}
         return [
-            ("400", f"Idempotency key problem: {_problem_types(*bad_key)}.", {}),
+            ("400", f"Idempotency key or body problem: {_problem_types(*bad_key)}.", {}),
             (
                 "409",
                 "Another request holds this idempotency key, or this one lost it: "
@@ -140,12 +176,37 @@ class IdempotentSchemaMixin(AutoSchema):
                 retry_after,
             ),
             (
+                "413",
+                "The request body is larger than the service accepts: "
+                f"{_problem_types(RequestBodyTooLarge)}.",
+                {},
+            ),
+            (
                 "422",
                 "The idempotency key was used for another request: "
                 f"{_problem_types(IdempotencyKeyReused)}.",
                 {},
             ),
+            (
+                "503",
+                "The database failed during the request; retry with the same key: "
+                f"{_problem_types(StorageUnavailable)}.",
+                retry_after,
+            ),
         ]
+
+
+def _status(item: tuple[str, Any]) -> str:
+    return str(item[0])  # "default" after the codes, as OpenAPI documents list it
+
+
+def _component(registry: ComponentRegistry, name: str, schema: dict[str, Any]) -> ResolvedComponent:
+    """The schema component ``name``, registered unless it already is."""
+    component = ResolvedComponent(  # type: ignore[no-untyped-call]
+        name=name, type=ResolvedComponent.SCHEMA, object=name, schema=schema
+    )
+    registry.register_on_missing(component)
+    return component
 
 
 _documented: dict[type[AutoSchema], type[AutoSchema]] = {}
