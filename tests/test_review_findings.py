@@ -17,7 +17,8 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from django.db import connection
+from asgiref.sync import async_to_sync
+from django.db import connection, transaction
 from django.http import JsonResponse, QueryDict, StreamingHttpResponse
 from django.test import AsyncClient, Client, override_settings
 from django.urls import path
@@ -424,3 +425,52 @@ def test_a_form_patch_with_another_body_under_the_same_key_is_refused():
 
     assert first.json()["name"] == "alice"
     assert other.status_code == 422, other.content
+
+
+# 9. arun_once called from sync code (async_to_sync) closes the caller's connection ------------
+
+
+async def _mark_event():
+    widget = await Widget.objects.acreate(name="event")
+    return widget.pk
+
+
+@csrf_exempt
+@idempotent
+def sync_view_calling_async_helper(request):
+    """A sync view that calls an async helper library through async_to_sync (Django's bridge)."""
+    async_to_sync(arun_once)(_mark_event, scope="review:events", key="evt-sync")
+    widget = Widget.objects.create(name="order")
+    return JsonResponse({"id": widget.pk}, status=201)
+
+
+urlpatterns.append(path("sync-calls-async", sync_view_calling_async_helper))
+
+ONE_THREAD_REASON = (
+    "one_thread() counts itself standalone when no thread-sensitive context is set, but under "
+    "async_to_sync asgiref runs thread-sensitive code on the calling sync thread: the final "
+    "connections.close_all() closes the caller's connection inside its transaction"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=ONE_THREAD_REASON)
+def test_arun_once_through_async_to_sync_keeps_the_callers_transaction():
+    with transaction.atomic():
+        Widget.objects.create(name="before")
+        async_to_sync(arun_once)(_mark_event, scope="review:events", key="evt-atomic")
+        Widget.objects.create(name="after")  # the caller's transaction must still be usable
+
+    assert sorted(Widget.objects.values_list("name", flat=True)) == ["after", "before", "event"]
+
+
+@pytest.mark.xfail(strict=True, reason=ONE_THREAD_REASON)
+def test_a_protected_sync_view_may_call_arun_once_through_async_to_sync():
+    response = Client(raise_request_exception=False).post(
+        "/sync-calls-async", "{}", content_type="application/json", headers={"Idempotency-Key": KEY}
+    )
+
+    assert response.status_code == 201, response.content
+    assert sorted(IdempotencyRecord.objects.values_list("scope", "state")) == [
+        ("anonymous", "completed"),
+        ("review:events", "completed"),
+    ]
