@@ -520,3 +520,19 @@ def test_head_on_a_protected_get_is_protected_too(url):
 
     assert head.status_code == 400
     assert not Widget.objects.exists()
+
+
+# 11. The HTTP contract still says @idempotent refuses async views ------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="docs/http-contract.md says `@idempotent` refuses an `async def` view with a "
+    "TypeError; since 020151e it protects them (docs/api.md says so)",
+)
+def test_the_http_contract_agrees_that_async_views_are_protected():
+    from pathlib import Path
+
+    contract = (Path(__file__).parent.parent / "docs" / "http-contract.md").read_text()
+    assert callable(idempotent(async_streaming_view.idempotency.view))  # no TypeError
+    assert "refuses an `async def` view" not in contract
