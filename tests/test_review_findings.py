@@ -536,3 +536,46 @@ def test_the_http_contract_agrees_that_async_views_are_protected():
     contract = (Path(__file__).parent.parent / "docs" / "http-contract.md").read_text()
     assert callable(idempotent(async_streaming_view.idempotency.view))  # no TypeError
     assert "refuses an `async def` view" not in contract
+
+
+# 12. The replay's get_object() runs outside any transaction: select_for_update() fails ---------
+
+
+class LockingWidgetView(IdempotentMixin, generics.GenericAPIView):
+    """Locks the row it updates, as payment code does (select_for_update in get_queryset)."""
+
+    serializer_class = WidgetSerializer
+    permission_classes = [permissions.AllowAny]
+
+    def get_queryset(self):
+        return Widget.objects.select_for_update()
+
+    def post(self, request, pk):
+        widget = self.get_object()
+        widget.size += 1
+        widget.save()
+        return Response(WidgetSerializer(widget).data)
+
+
+urlpatterns.append(path("locking/<int:pk>/grow", LockingWidgetView.as_view()))
+
+
+@pytest.mark.postgres
+@pytest.mark.xfail(
+    strict=True,
+    reason="check_idempotent_replay_permissions() calls get_object() outside any transaction "
+    "(the mixin takes the view out of ATOMIC_REQUESTS): a queryset with select_for_update() "
+    "raises TransactionManagementError, so every retry gets a 500 instead of the stored outcome",
+)
+def test_a_replay_on_a_view_that_locks_its_object_is_replayed_not_500():
+    widget = Widget.objects.create(name="w")
+    client = Client(raise_request_exception=False)
+    headers = {"Idempotency-Key": KEY}
+
+    first = client.post(f"/locking/{widget.pk}/grow", headers=headers)
+    retry = client.post(f"/locking/{widget.pk}/grow", headers=headers)
+
+    assert first.status_code == 200
+    assert retry.status_code == 200, retry.content[:300]
+    assert retry["Idempotent-Replayed"] == "true"
+    assert Widget.objects.get().size == 2
