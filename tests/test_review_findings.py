@@ -36,7 +36,7 @@ from idempotency.models import IdempotencyRecord
 from idempotency.operations import arun_once, run_once
 from idempotency.store import InProgress, RecordStore, Replay, Reserved, StoredResponse
 from tests.factories import UserFactory
-from tests.testapp import surface_views
+from tests.testapp import async_views, surface_views
 from tests.testapp.models import Widget
 
 pytestmark = [
@@ -83,6 +83,7 @@ urlpatterns = [
     path("owned/<int:pk>/grow", surface_views.OwnedWidgetViewSet.as_view({"post": "grow"})),
     path("by-name/<str:name>", WidgetByNameView.as_view()),
     path("async-stream", async_streaming_view),
+    path("async-widgets", async_views.create_widget),
 ]
 
 
@@ -579,3 +580,21 @@ def test_a_replay_on_a_view_that_locks_its_object_is_replayed_not_500():
     assert retry.status_code == 200, retry.content[:300]
     assert retry["Idempotent-Replayed"] == "true"
     assert Widget.objects.get().size == 2
+
+
+@pytest.mark.xfail(strict=True, reason=ONE_THREAD_REASON + " (an async view served over WSGI)")
+def test_an_async_view_served_by_wsgi_keeps_the_transaction_around_it():
+    """WSGI (and Django's sync test Client) runs an async view through async_to_sync: a
+    middleware's transaction around it, or a TestCase's, must survive the view."""
+    with transaction.atomic():
+        Widget.objects.create(name="before")
+        response = Client().post(
+            "/async-widgets",
+            "{}",
+            content_type="application/json",
+            headers={"Idempotency-Key": KEY},
+        )
+        Widget.objects.create(name="after")  # the transaction around the view is still usable
+
+    assert response.status_code == 201
+    assert Widget.objects.count() == 3
