@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import timedelta
@@ -62,11 +62,13 @@ class Transaction:
         self.attempt = attempt
         self.completed = False
         self.committed = False
+        self.status = 0
 
     def complete(self, outcome: StoredResponse) -> None:
         """Store the final outcome with the operation's writes (raises LeaseLostError if lost)."""
         self.attempt.complete(outcome)
         self.completed = True
+        self.status = outcome.status
 
     def discard(self) -> None:
         """Roll the operation's writes back: the outcome is not final."""
@@ -137,6 +139,8 @@ class Attempt:
                 self.events.scope,
                 self.events.key,
             )
+            # Django ran no callback after the one that raised: ours, registered last, included.
+            self.events.announce("completed", status=state.status)
 
     def complete(self, outcome: StoredResponse) -> None:
         """Store the final outcome; call it in the transaction that holds the operation's writes.
@@ -200,8 +204,12 @@ def begin(
     expiry: timedelta,
     retry_after: timedelta | None = None,
     wait: timedelta | None = None,
+    before_replay: Callable[[], None] | None = None,
 ) -> StoredResponse | Attempt:
     """Reserve ``key``: the stored outcome to replay, or the :class:`Attempt` now holding it.
+
+    ``before_replay`` runs before a stored outcome is announced and returned (the mixin's
+    permission re-check): what it raises refuses the replay, which is then never announced.
 
     Raises :class:`IdempotencyKeyInUse` (409) while another attempt holds the key, after
     waiting up to ``wait`` for its outcome (``WAIT``; :mod:`idempotency.waiting`), with a
@@ -233,6 +241,8 @@ def begin(
         # Records stored before paths were kept without their query: never reveal one (it may
         # hold a token) in the answer or the log.
         decision = Mismatch(decision.method, decision.path.partition("?")[0])
+    if isinstance(decision, Replay) and before_replay is not None:
+        before_replay()
     events = KeyEvents(sender, scope, key, request, store.using)
     events.decided(decision)
     if isinstance(decision, Replay):

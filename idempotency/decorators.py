@@ -11,7 +11,9 @@ who may make the request now::
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Collection, Generator
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import wraps
@@ -23,7 +25,7 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
-from idempotency.async_support import one_thread
+from idempotency.async_support import one_thread, uncancelled
 from idempotency.attempts import (
     STORAGE_ERRORS,
     Attempt,
@@ -51,7 +53,13 @@ from idempotency.options import (
     optional_wait_duration,
 )
 from idempotency.outcomes import is_final
-from idempotency.responses import replay_response, replayed_header_names, snapshot, storable
+from idempotency.responses import (
+    read_async_stream,
+    replay_response,
+    replayed_header_names,
+    snapshot,
+    storable,
+)
 from idempotency.scopes import checked_scope
 from idempotency.store import RecordStore, StoredResponse
 
@@ -245,7 +253,13 @@ class _Guard:
 
     async def run_async(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         async with one_thread():
-            opened = await sync_to_async(self._open)(request)
+
+            async def undo(opened: object, cancelled: asyncio.CancelledError) -> None:
+                if isinstance(opened, Generator):
+                    with suppress(asyncio.CancelledError):
+                        await sync_to_async(self._settle)(opened, error=cancelled)
+
+            opened = await uncancelled(sync_to_async(self._open)(request), undo)
             if opened is None:
                 # Django refuses ATOMIC_REQUESTS on async views: none to restore.
                 unprotected: HttpResponseBase = await self.view(request, *args, **kwargs)
@@ -254,6 +268,8 @@ class _Guard:
                 return opened
             try:
                 response = await self.view(request, *args, **kwargs)
+                if is_final(response.status_code):
+                    response = await read_async_stream(response)
             except BaseException as error:
                 return await sync_to_async(self._settle)(opened, error=error)
             return await sync_to_async(self._settle)(opened, response=response)
@@ -262,7 +278,10 @@ class _Guard:
         """The protocol, paused where the view runs; a response to answer now; None: unprotected."""
         methods = self.options.methods
         protected = idempotency_settings.METHODS if methods is None else methods
-        if (request.method or "").upper() not in {method.upper() for method in protected}:
+        method = (request.method or "").upper()
+        # HEAD runs the GET view: where GET is protected, so is HEAD.
+        checked = "GET" if method == "HEAD" else method
+        if checked not in {method.upper() for method in protected}:
             return None
         raw = request.headers.get(idempotency_settings.HEADER)
         if raw is None:

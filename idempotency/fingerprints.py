@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import fields, is_dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -32,8 +33,10 @@ from itertools import chain
 from typing import Any
 from uuid import UUID
 
+from django.core.exceptions import RequestDataTooBig
 from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpRequest
+from django.http.request import RawPostDataException
 from django.utils.datastructures import MultiValueDict
 from rest_framework.request import Request
 
@@ -151,6 +154,14 @@ def _hash_request(document: list[Any]) -> str:
 def _http_body(request: HttpRequest) -> list[Any]:
     media_type = request.content_type or ""
     if media_type in _FORM_TYPES:
+        if request.method != "POST":
+            # Django parses request.POST for POST only: a PATCH or PUT form counts by its bytes.
+            return ["bytes", media_type, hashlib.sha256(request.body).hexdigest()]
+        # Read whole first (when it fits), so the view can still read request.body itself (a
+        # signature check) after request.POST is parsed from it; a large upload, or one parsed
+        # already (by the CSRF middleware), is read as Django reads it.
+        with suppress(RequestDataTooBig, RawPostDataException):
+            request.body  # noqa: B018
         return ["form", _encode(request.POST), _encode(request.FILES)]
     if media_type == "application/json" or media_type.endswith("+json"):
         try:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
+from contextlib import suppress
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
 from django.http.response import HttpResponseBase
 from rest_framework.request import Request
 
@@ -211,17 +213,20 @@ class IdempotentMixin(_Base):
         Authentication, permission and throttle checks ran already. On a view that targets one
         object (a ``GenericAPIView`` route with its lookup argument, a detail ``@action``), the
         object's permissions are checked again through ``get_object()`` (one query), so a caller
-        whose access was revoked is refused instead of replayed. Override it to check more, or
-        to skip the query where object permissions cannot change. A ``DELETE`` is replayed
-        without it (its object is gone); any other action that deletes its object must override
-        it, or its replay answers ``get_object()``'s 404.
+        whose access was revoked is refused (403) instead of replayed. A 404 from the lookup
+        replays: the operation may have moved or removed the object (a rename, a delete), and
+        the stored outcome goes only to the caller who made it. Override it to check more, or
+        to skip the query where object permissions cannot change.
         """
         if request.method == "DELETE":
-            return  # the operation removed the object: there is nothing left to protect
+            return  # the operation removed the object: there is nothing left to look up
         get_object = getattr(self, "get_object", None)
         lookup = getattr(self, "lookup_url_kwarg", None) or getattr(self, "lookup_field", None)
         if get_object is not None and lookup in self.kwargs:
-            get_object()
+            # In a transaction of its own: a get_queryset() that locks (select_for_update) needs
+            # one, and the request holds none here.
+            with suppress(Http404), self.get_idempotency_store().atomic():
+                get_object()
 
     # The request cycle --------------------------------------------------------------------
 
@@ -257,7 +262,9 @@ class IdempotentMixin(_Base):
         request where the key is optional keeps the transaction Django would give it.
         """
         method = (request.method or "").upper()
-        if method not in self.get_idempotency_methods():
+        # HEAD runs the GET handler: where GET is protected, so is HEAD.
+        checked = "GET" if method == "HEAD" else method
+        if checked not in self.get_idempotency_methods():
             return False
         if self._handler_for(method) == self.http_method_not_allowed:
             return False
@@ -312,9 +319,9 @@ class IdempotentMixin(_Base):
             expiry=self.get_idempotency_expiry(),
             retry_after=self.get_idempotency_retry_after(),
             wait=self.get_idempotency_wait(),
+            before_replay=partial(self.check_idempotent_replay_permissions, request),
         )
         if isinstance(outcome, StoredResponse):
-            self.check_idempotent_replay_permissions(request)
             return self._final(request, replay_response(outcome))
         return self._run_reserved(request, handler, outcome)
 

@@ -21,6 +21,7 @@ another fingerprint raises :class:`~idempotency.exceptions.IdempotencyKeyReused`
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -31,7 +32,7 @@ from asgiref.sync import sync_to_async
 from django.core.serializers.json import DjangoJSONEncoder
 
 from idempotency import options
-from idempotency.async_support import one_thread
+from idempotency.async_support import one_thread, uncancelled
 from idempotency.attempts import begin
 from idempotency.conf import idempotency_settings
 from idempotency.fingerprints import canonical, hash_document
@@ -178,7 +179,11 @@ async def arun_once(
             retry_after=retry_after,
             wait=wait,
         )
-        run = await sync_to_async(guard.__enter__)()
+
+        async def undo(_: Run, cancelled: asyncio.CancelledError) -> None:
+            await sync_to_async(guard.__exit__)(type(cancelled), cancelled, None)
+
+        run = await uncancelled(sync_to_async(guard.__enter__)(), undo)
         if run.should_run:
             try:
                 run.result = await function()

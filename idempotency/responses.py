@@ -57,6 +57,25 @@ def storable(response: HttpResponseBase) -> HttpResponseBase:
     return response
 
 
+async def read_async_stream(response: HttpResponseBase) -> HttpResponseBase:
+    """An async view's async streaming body, read in the event loop as :func:`storable` reads.
+
+    Bounded by ``MAX_STORED_BODY`` (else :class:`ResponseNotStorable`); any other response is
+    returned as it is.
+    """
+    if not (getattr(response, "streaming", False) and getattr(response, "is_async", False)):
+        return response
+    limit = idempotency_settings.MAX_STORED_BODY
+    body = bytearray()
+    async for chunk in response.streaming_content:  # type: ignore[attr-defined]
+        body += chunk
+        if len(body) > limit:
+            _log_too_large(limit)
+            raise ResponseNotStorable()
+    response.streaming_content = [bytes(body)]  # type: ignore[attr-defined]
+    return response
+
+
 def snapshot(response: HttpResponseBase, replayed: frozenset[str]) -> StoredResponse:
     """The status, the allow-listed headers and the rendered body of ``response``.
 

@@ -242,6 +242,6 @@ def test_the_wheel_works_in_a_fresh_project(dist, tmp_path):
         "replay": [201, "true", outcome["replay"][2]],
         "mismatch": [422, "application/problem+json", f"{problem}key-reused"],
         "conflict": [409, "application/problem+json", f"{problem}request-in-progress"],
-        "retry_after": 30,
+        "retry_after": 1,  # the RETRY_AFTER hint, not the 30 s left of the lease
         "charges": [100, 100],  # k1 once and the probe; never the replay, the 422 or the 409
     }

@@ -1,7 +1,7 @@
-"""Review findings: each test shows one defect of the newest changes and fails on main.
+"""A hostile review's findings: each test showed one defect of the wave's changes, failing then.
 
-Every test is ``xfail(strict=True)``: the suite stays green while the defect is there, and turns
-red (XPASS) once it is fixed, so the mark is removed with the fix. The module is its own URLconf.
+They pass now, with the fixes; one known limitation stays ``xfail(strict=True)`` (it turns red
+the day it is fixed). The module is its own URLconf.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import gc
 import hashlib
 import io
 import json
+import logging
 import sys
 import threading
 import time
@@ -139,13 +140,9 @@ def ghosts_collected():
 # 1. A view's on_commit callback that raises swallows the `completed` signal and log line ------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KeyEvents.completed registers its on_commit after the view's callbacks; Django stops "
-    "running callbacks at the first that raises, so a stored outcome is never announced",
-)
 @pytest.mark.parametrize("url", ["/mixin", "/function"])
 def test_a_stored_outcome_is_announced_even_when_a_views_on_commit_callback_raises(url, caplog):
+    caplog.set_level(logging.INFO, logger="idempotency")
     with Received(signals.completed) as completed:
         first = send(Client(raise_request_exception=False), url, "on-commit-raises")
 
@@ -160,11 +157,6 @@ def test_a_stored_outcome_is_announced_even_when_a_views_on_commit_callback_rais
 # 2. A replay the permission re-check refuses is still announced as `replayed` ------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="begin() announces `replayed` before the mixin's check_idempotent_replay_permissions "
-    "refuses the replay: receivers and the log say the stored body went to a revoked caller",
-)
 def test_a_replay_refused_by_the_permission_recheck_is_not_announced_as_replayed():
     owner = UserFactory(username="owner")
     widget = Widget.objects.create(name="owner")
@@ -183,12 +175,6 @@ def test_a_replay_refused_by_the_permission_recheck_is_not_announced_as_replayed
 # 3. A PATCH that changes the object's lookup value is replayed as 404 -------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="check_idempotent_replay_permissions() looks the object up again by the URL's lookup "
-    "value; after a PATCH that changed it (a rename of a slug), the retry gets 404, not the "
-    "stored 200 (guarantee 2)",
-)
 def test_a_patch_that_renames_its_lookup_field_is_replayed_not_404():
     Widget.objects.create(name="old")
     api = APIClient()
@@ -206,13 +192,6 @@ def test_a_patch_that_renames_its_lookup_field_is_replayed_not_404():
 # 4. An async view's async streaming response is refused, though only sync views should be ----
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="storable() refuses every async iterator; the protocol runs in a worker thread for an "
-    "async view too, so an async view's own StreamingHttpResponse (the natural async pattern) "
-    "answers 500 response-not-storable and its writes roll back; the docs refuse it only for "
-    "sync views",
-)
 def test_an_async_view_may_answer_an_async_streaming_response():
     async def call():
         client = AsyncClient(raise_request_exception=False)
@@ -231,12 +210,6 @@ def test_an_async_view_may_answer_an_async_streaming_response():
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason="arun_once awaits sync_to_async(guard.__enter__) unshielded: cancelled (a consumer's "
-    "timeout) while the bounded wait polls, the worker thread still reserves the key when the "
-    "holder fails and nobody exits the guard; the key stays held for the whole lease",
-)
 def test_arun_once_cancelled_while_waiting_leaves_no_ghost_holding_the_key(ghosts_collected):
     scope, key = "review:cancel", "evt-cancel"
     holding, fail_now = threading.Event(), threading.Event()
@@ -278,12 +251,6 @@ def test_arun_once_cancelled_while_waiting_leaves_no_ghost_holding_the_key(ghost
 # 6. The client retries a streamed or file body: the retry sends an empty body under the key ----
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="IdempotentClient re-sends request kwargs as given: an iterator or file body was "
-    "consumed by the first attempt, so the retry carries the same key with an empty body "
-    "(a 422 key-reused, or the operation run on the wrong input)",
-)
 @pytest.mark.parametrize(
     "body",
     [lambda: iter([b'{"amount":', b"100}"]), lambda: io.BytesIO(b'{"amount": 100}')],
@@ -308,12 +275,6 @@ def test_the_client_never_retries_a_body_it_cannot_send_again(body):
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason="_Guard.run_async awaits sync_to_async(self._open) unshielded: a request cancelled "
-    "(client gone, server timeout) during the bounded wait leaves the worker thread to reserve "
-    "the key when the holder fails, and nothing ever settles it: the key stays held for the lease",
-)
 def test_an_async_view_cancelled_while_waiting_leaves_no_ghost_holding_the_key(ghosts_collected):
     body = json.dumps({"name": "a", "sleep": 0.6, "behaviour": "crash"})
 
@@ -375,13 +336,6 @@ def take_over_just_before_expiry(clock):
     return store, takeover
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RecordStore._decide checks expires_at before the live lease, and a takeover keeps "
-    "the first reservation's expires_at: 30 s into a 60 s takeover lease the key counts as "
-    "expired, a third attempt reserves it beside the live holder (guarantee 1); purge and poll "
-    "both treat a live lease as held",
-)
 def test_a_key_taken_over_near_its_expiry_is_not_reserved_again_while_the_lease_runs(clock):
     store, _takeover = take_over_just_before_expiry(clock)
     clock.advance(seconds=31)  # past the first reservation's expiry, 31 s into the new lease
@@ -389,11 +343,6 @@ def test_a_key_taken_over_near_its_expiry_is_not_reserved_again_while_the_lease_
     assert isinstance(reserve(store), InProgress)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RecordStore.complete keeps the first reservation's expires_at: an outcome a takeover "
-    "stores after it is expired at once, so the client's retry runs the operation again",
-)
 def test_an_outcome_stored_by_a_takeover_after_the_original_expiry_is_replayed(clock):
     store, takeover = take_over_just_before_expiry(clock)
     clock.advance(seconds=40)  # the takeover finishes within its lease, after the old expiry
@@ -418,12 +367,6 @@ def patch_form_view(request):
 urlpatterns.append(path("patch-form", patch_form_view))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="http_request_fingerprint reads form bodies from request.POST, which Django leaves "
-    "empty for every method but POST: a PATCH with another body under the same key is "
-    "replayed the first answer instead of 422 key-reused (guarantee 9)",
-)
 def test_a_form_patch_with_another_body_under_the_same_key_is_refused():
     client = Client()
     form = "application/x-www-form-urlencoded"
@@ -461,7 +404,6 @@ ONE_THREAD_REASON = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=ONE_THREAD_REASON)
 def test_arun_once_through_async_to_sync_keeps_the_callers_transaction():
     with transaction.atomic():
         Widget.objects.create(name="before")
@@ -471,7 +413,6 @@ def test_arun_once_through_async_to_sync_keeps_the_callers_transaction():
     assert sorted(Widget.objects.values_list("name", flat=True)) == ["after", "before", "event"]
 
 
-@pytest.mark.xfail(strict=True, reason=ONE_THREAD_REASON)
 def test_a_protected_sync_view_may_call_arun_once_through_async_to_sync():
     response = Client(raise_request_exception=False).post(
         "/sync-calls-async", "{}", content_type="application/json", headers={"Idempotency-Key": KEY}
@@ -511,12 +452,6 @@ urlpatterns += [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_protects() (and _Guard._open) compare request.method with the protected methods, but "
-    "Django answers HEAD with the GET handler: a keyless HEAD runs the protected operation, "
-    "every time, where a keyless GET is refused",
-)
 @pytest.mark.parametrize("url", ["/export-mixin", "/export-function"])
 def test_head_on_a_protected_get_is_protected_too(url):
     client = Client()
@@ -531,11 +466,6 @@ def test_head_on_a_protected_get_is_protected_too(url):
 # 11. The HTTP contract still says @idempotent refuses async views ------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docs/http-contract.md says `@idempotent` refuses an `async def` view with a "
-    "TypeError; since 020151e it protects them (docs/api.md says so)",
-)
 def test_the_http_contract_agrees_that_async_views_are_protected():
     from pathlib import Path
 
@@ -567,12 +497,6 @@ urlpatterns.append(path("locking/<int:pk>/grow", LockingWidgetView.as_view()))
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason="check_idempotent_replay_permissions() calls get_object() outside any transaction "
-    "(the mixin takes the view out of ATOMIC_REQUESTS): a queryset with select_for_update() "
-    "raises TransactionManagementError, so every retry gets a 500 instead of the stored outcome",
-)
 def test_a_replay_on_a_view_that_locks_its_object_is_replayed_not_500():
     widget = Widget.objects.create(name="w")
     client = Client(raise_request_exception=False)
@@ -587,7 +511,6 @@ def test_a_replay_on_a_view_that_locks_its_object_is_replayed_not_500():
     assert Widget.objects.get().size == 2
 
 
-@pytest.mark.xfail(strict=True, reason=ONE_THREAD_REASON + " (an async view served over WSGI)")
 def test_an_async_view_served_by_wsgi_keeps_the_transaction_around_it():
     """WSGI (and Django's sync test Client) runs an async view through async_to_sync: a
     middleware's transaction around it, or a TestCase's, must survive the view."""
@@ -620,12 +543,6 @@ urlpatterns += [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="http_request_fingerprint parses a multipart body through request.POST, which reads "
-    "the stream: the view's own request.body then raises RawPostDataException (a 500), where "
-    "the same view unprotected answers",
-)
 def test_a_protected_function_view_may_read_the_raw_body_of_a_multipart_request():
     client = Client(raise_request_exception=False)
     plain = client.post("/signed-plain", {"name": "a"})

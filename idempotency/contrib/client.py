@@ -108,10 +108,14 @@ class IdempotentClient:
             key = self.key_factory()  # every unsafe call has a key, so every retry is safe
         if key is not None:
             headers[self.header] = key
-        for attempt in range(1, self.max_attempts + 1):
-            last = attempt == self.max_attempts
+        request = self.client.build_request(method, url, headers=headers, **kwargs)
+        # A body streamed from an iterator or a file is gone once sent: one attempt only, or a
+        # retry would send the key with an empty body.
+        attempts = self.max_attempts if isinstance(request.stream, httpx.ByteStream) else 1
+        for attempt in range(1, attempts + 1):
+            last = attempt == attempts
             try:
-                response = self.client.request(method, url, headers=headers, **kwargs)
+                response = self.client.send(request)
             except httpx.TransportError as error:
                 delay = None if last else self._backoff(attempt)
                 self._report(method, url, key, attempt, None, error, delay)
