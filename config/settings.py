@@ -166,6 +166,16 @@ DEMO_FAULTS = env.bool("DEMO_FAULTS", default=False)
 # without idempotency, so the page can play the retry story. bin/demo turns it on.
 DEMO_MODE = env.bool("DEMO_MODE", default=False)
 
+# Celery (demo_api/celery.py) runs the demo's tasks: the order confirmation email (orders.tasks).
+# Without a broker they run eagerly, in the process that sends them, so bin/demo needs nothing
+# more; with one (CELERY_BROKER_URL=amqp://guest:guest@127.0.0.1:5672//, say) a worker runs
+# them: celery -A demo_api worker.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or None
+CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
+# Run eagerly, a failing task raises where it was sent (the order's on-commit hook logs it)
+# instead of failing into a result nobody reads.
+CELERY_TASK_EAGER_PROPAGATES = True
+
 IDEMPOTENCY = {
     "REQUIRED": True,
     # Seconds a worker holds a key before a retry may take it over (its holder presumed dead).

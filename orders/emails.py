@@ -1,4 +1,4 @@
-"""The order confirmation email, sent once the order has committed."""
+"""The order confirmation email: what ``orders.tasks.send_order_confirmation`` sends."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from orders.models import Order
 logger = logging.getLogger(__name__)
 
 
-def send_order_confirmation(order_pk: int) -> None:
-    order = Order.objects.select_related("user", "product").get(pk=order_pk)
+def send_confirmation(order_id: str) -> str | None:
+    """Email the order's user; return the address, or ``None`` for a user without one."""
+    order = Order.objects.select_related("user", "product").get(order_id=order_id)
     recipient = order.user.email
     if not recipient:
         logger.info(
@@ -22,7 +23,7 @@ def send_order_confirmation(order_pk: int) -> None:
             order.order_id,
             order.user.get_username(),
         )
-        return
+        return None
     send_mail(
         subject=gettext("Order %(order_id)s confirmed") % {"order_id": order.order_id},
         message=gettext("%(quantity)d x %(product)s (%(sku)s) are reserved for you.")
@@ -30,3 +31,4 @@ def send_order_confirmation(order_pk: int) -> None:
         from_email=settings.DEFAULT_FROM_EMAIL,
         recipient_list=[recipient],
     )
+    return recipient

@@ -1,4 +1,4 @@
-"""Placing an order: reserve stock, record the order, confirm by email after the commit."""
+"""Placing an order: reserve stock, record the order, send the confirmation after the commit."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from django.db.models import F
 
 from demo_api.api import new_public_id
 from demo_api.faults import DemoCrash, Fault
-from orders.emails import send_order_confirmation
 from orders.exceptions import OutOfStock
 from orders.models import Order, Product
+from orders.tasks import send_order_confirmation
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -38,16 +38,16 @@ def place_order(
             quantity=quantity,
             status=Order.Status.CONFIRMED,
         )
-        # After the outermost commit (the idempotency mixin's, which also stores the response),
-        # never before: a rolled-back order sends nothing. robust: a mail server failing after
-        # the commit must not turn a committed order into a 500, which would free its key for
-        # a retry that orders again.
-        # (A named function, not functools.partial: Django names the callback when it logs a
-        # robust failure, and a partial has no __qualname__.)
-        order_pk = order.pk
+        # The confirmation email is a task (orders.tasks), sent after the outermost commit (the
+        # idempotency mixin's, which also stores the response), never before: a rolled-back
+        # order sends nothing. robust: a broker or mail server failing after the commit must
+        # not turn a committed order into a 500, which would free its key for a retry that
+        # orders again. (A named function, not functools.partial: Django names the callback
+        # when it logs a robust failure, and a partial has no __qualname__.)
+        order_id = order.order_id
 
         def confirm() -> None:
-            send_order_confirmation(order_pk)
+            send_order_confirmation.delay(order_id)
 
         transaction.on_commit(confirm, robust=True)
         if fault is Fault.CRASH_BEFORE_COMMIT:

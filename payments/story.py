@@ -5,6 +5,10 @@ Each scenario sends one operation and retries it, twice over: once through the v
 the routed view with one ``Idempotency-Key`` for the operation and its retry. Both run the same
 serializers, services, gateway and database; only the mixin differs. What each produced is
 counted from the database, the gateway's ledger and the outbox.
+
+The last scenario delivers the order confirmation message twice, as a broker may: once to the
+task's body alone (what a Celery task without ``IdempotentTask`` runs for each delivery), once
+to the task itself, run in process as a worker runs it.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from django.test import override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIRequestFactory
 
+from demo_api.api import new_public_id
 from demo_api.faults import FAULT_HEADER, Fault
 from gateway.models import Charge
 from idempotency.mixins import REPLAYED_HEADER
 from orders.models import Order, Product
+from orders.tasks import send_order_confirmation
 from orders.views import OrderOperations, OrderViewSet
 from payments.models import Customer, Payment
 from payments.views import PaymentOperations, PaymentViewSet
@@ -37,6 +43,8 @@ STORY_SKU = "story-mug"
 STORY_STOCK = 100
 
 View = Callable[..., HttpResponseBase]
+# One delivery of the order confirmation message (its order id) to a consumer.
+Consumer = Callable[[str], object]
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,7 @@ class Story:
                     order,
                     (Attempt(fault=Fault.CRASH_BEFORE_COMMIT), Attempt()),
                 ),
+                self.delivered_twice("order email: message delivered twice"),
             ]
 
     def scenario(self, title: str, operation: Operation, attempts: tuple[Attempt, ...]) -> Scenario:
@@ -127,11 +136,38 @@ class Story:
             with_key=self.run(operation.with_key, operation, attempts, key=key),
         )
 
+    def delivered_twice(self, title: str) -> Scenario:
+        return Scenario(
+            title=title,
+            without=self.deliver(send_order_confirmation.run, times=2),
+            with_key=self.deliver(_through_the_guard, times=2),
+        )
+
     def run(
         self, view: View, operation: Operation, attempts: tuple[Attempt, ...], key: str | None
     ) -> Tally:
+        return self.measure(lambda: [self.send(view, operation, a, key) for a in attempts])
+
+    def deliver(self, consumer: Consumer, times: int) -> Tally:
+        # An order whose confirmation is due, made directly (no stock taken, no message sent):
+        # the tally counts only what the deliveries did.
+        order = Order.objects.create(
+            order_id=new_public_id("ord"),
+            user=self.user,
+            product=self.product,
+            quantity=1,
+            status=Order.Status.CONFIRMED,
+        )
+        return self.measure(lambda: [self.delivery(consumer, order.order_id) for _ in range(times)])
+
+    def delivery(self, consumer: Consumer, order_id: str) -> str:
+        sent = self.emails()
+        consumer(order_id)
+        return "emailed" if self.emails() > sent else "no email"
+
+    def measure(self, act: Callable[[], list[str]]) -> Tally:
         before = self.counts()
-        answers = [self.send(view, operation, attempt, key) for attempt in attempts]
+        answers = act()
         after = self.counts()
         charges, payments, orders, stock, emails = (
             a - b for a, b in zip(after, before, strict=True)
@@ -157,17 +193,31 @@ class Story:
             Payment.objects.filter(created_by=self.user).count(),
             Order.objects.filter(user=self.user).count(),
             Product.objects.values_list("stock", flat=True).get(pk=self.product.pk),
-            len(getattr(mail, "outbox", [])),
+            self.emails(),
         )
+
+    def emails(self) -> int:
+        return len(getattr(mail, "outbox", []))
+
+
+def _through_the_guard(order_id: str) -> object:
+    # apply(): the task run here, through IdempotentTask, as a worker runs a delivery.
+    return send_order_confirmation.apply((order_id,)).get()
 
 
 @contextmanager
 def _story_settings() -> Iterator[None]:
-    # Faults on for the story's own requests; emails counted in memory, not sent anywhere.
-    with override_settings(
-        DEMO_FAULTS=True, EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"
-    ):
-        yield
+    # Faults on for the story's own requests; emails counted in memory, not sent anywhere, so
+    # the tasks that send them run here, eagerly, even where a broker is configured.
+    celery = send_order_confirmation.app.conf
+    eager, celery.task_always_eager = celery.task_always_eager, True
+    try:
+        with override_settings(
+            DEMO_FAULTS=True, EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"
+        ):
+            yield
+    finally:
+        celery.task_always_eager = eager
 
 
 COLUMNS = ("charges", "payments", "orders", "stock", "emails")
@@ -189,7 +239,7 @@ def render(scenarios: list[Scenario]) -> str:
             f"{_numbers(scenario.with_key)}"
         )
     lines.append("")
-    lines.append("What the client was answered (first attempt, retry):")
+    lines.append("What the client was answered (first attempt, retry); what each delivery did:")
     for scenario in scenarios:
         lines.append(
             f"  {scenario.title:{title_width}}  without: {', '.join(scenario.without.answers):21}"

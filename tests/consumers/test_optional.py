@@ -16,6 +16,9 @@ from tests.consumers.conftest import ROOT
 CHILD = """
 import json, sys
 sys.modules["celery"] = None  # as if not installed
+from django.conf import settings
+# The library's own test views: the demo's (tests.urls) need Celery, its order email is a task.
+settings.ROOT_URLCONF = "tests.plain_urls"
 import django
 django.setup()
 from django.core.checks import run_checks

@@ -12,7 +12,9 @@ from django.core.management import CommandError, call_command, get_commands
 from rest_framework.authtoken.models import Token
 
 from gateway.models import Charge
+from idempotency.models import IdempotencyRecord
 from orders.models import Order, Product
+from orders.tasks import send_order_confirmation
 from payments.management.commands import retry_story
 from payments.models import Customer, Payment
 from payments.story import STORY_CUSTOMER, STORY_SKU, Story, Tally
@@ -22,6 +24,7 @@ from tests.demo.factories import UserFactory
 pytestmark = pytest.mark.django_db(transaction=True, databases=DATABASES)
 
 BIN_DEMO = Path(__file__).resolve().parents[2] / "bin" / "demo"
+TASK_SCOPE = "celery:orders.tasks.send_order_confirmation"
 
 
 def run(*args):
@@ -103,10 +106,37 @@ def test_the_story_counts_what_each_way_produced():
     crashed_order = scenarios["order: crash before the commit, retried"]
     assert crashed_order.without == Tally(0, 0, 1, 1, 1, ("500", "201"))
     assert crashed_order.with_key == Tally(0, 0, 1, 1, 1, ("500", "201"))
-    # The counts are the database's: 6 charges, 5 payments, 5 orders in all.
+    redelivered = scenarios["order email: message delivered twice"]
+    assert redelivered.without == Tally(0, 0, 0, 0, 2, ("emailed", "emailed"))
+    assert redelivered.with_key == Tally(0, 0, 0, 0, 1, ("emailed", "no email"))
+    # The counts are the database's: 6 charges, 5 payments, 5 orders placed in all, and the two
+    # orders whose confirmation the last scenario delivered.
     assert Charge.objects.filter(source=STORY_CUSTOMER).count() == 6
-    assert (Payment.objects.count(), Order.objects.count()) == (5, 5)
+    assert (Payment.objects.count(), Order.objects.count()) == (5, 7)
     assert Product.objects.get(sku=STORY_SKU).stock == 95
+    # Every order's confirmation went through the guard (keyed by its order id), except the
+    # one the story delivered to the task's bare body.
+    records = dict(IdempotencyRecord.objects.filter(scope=TASK_SCOPE).values_list("key", "state"))
+    assert set(records.values()) == {"completed"}
+    orders = set(Order.objects.values_list("order_id", flat=True))
+    assert len(orders - set(records)) == 1 and set(records) <= orders
+
+
+def test_the_story_runs_its_tasks_in_process_even_with_a_broker_configured():
+    # Its emails are counted in this process's outbox: were the order emails published to the
+    # broker (here an in-memory one nobody consumes), the story would count none.
+    celery = send_order_confirmation.app
+    saved = celery.conf.task_always_eager, celery.conf.broker_url
+    celery.conf.update(task_always_eager=False, broker_url="memory://")
+    try:
+        scenarios = {scenario.title: scenario for scenario in Story().play()}
+        assert celery.conf.task_always_eager is False  # given back as it was
+    finally:
+        celery.conf.update(task_always_eager=saved[0], broker_url=saved[1])
+        celery.close()  # drop the connection pool made for memory://
+
+    assert scenarios["order: response lost, retried"].without.emails == 2
+    assert scenarios["order email: message delivered twice"].with_key.emails == 1
 
 
 def test_the_story_command_prints_the_table_and_can_run_again(settings):
@@ -129,7 +159,21 @@ def test_the_story_command_prints_the_table_and_can_run_again(settings):
             ["0", "0", "2", "-2", "2"],
             ["0", "0", "1", "-1", "1"],
         ]
+        assert rows["order email: message delivered twice"] == [
+            ["0", "0", "0", "0", "2"],
+            ["0", "0", "0", "0", "1"],
+        ]
         assert "with: (201, lost), 201 replayed" in output
+        assert "without: emailed, emailed     with: emailed, no email" in output
+
+
+def test_the_readme_prints_the_storys_table_as_the_command_does():
+    output = run("retry_story").splitlines()
+    table = [line for line in output if "|" in line or line.startswith("---")]
+    readme = (BIN_DEMO.parents[1] / "README.md").read_text()
+    block = readme.split("manage.py retry_story\n```\n```\n", 1)[1].split("```", 1)[0]
+
+    assert block.splitlines() == table
 
 
 def test_the_story_points_only_at_files_in_the_repository():

@@ -13,9 +13,11 @@ docs/guarantees.md; under bin/demo, http://127.0.0.1:8000/ plays it in a browser
 Each operation is sent, then retried with the same body: after its response was lost, and after
 the server crashed while handling it (X-Demo-Fault). "Without idempotency" is the same view
 without IdempotentMixin and without a key; "with idempotency" is the routed view, with one
-Idempotency-Key for the operation and its retry. Counts are what each produced: gateway charges,
-payments, orders, stock taken and confirmation emails. (Actors: user {user}, customer
-{customer}, product {sku}; their records stay in the database for the admin.)
+Idempotency-Key for the operation and its retry. Last, an order's confirmation message is
+delivered twice, as brokers may: to the Celery task's body alone, then to the task guarded by
+IdempotentTask. Counts are what each produced: gateway charges, payments, orders, stock taken
+and confirmation emails. (Actors: user {user}, customer {customer}, product {sku}; their records
+stay in the database for the admin.)
 """
 
 OUTRO = """
@@ -27,6 +29,9 @@ Read it as:
   from it makes the gateway hand back the first charge.
 - A crash before the order committed: the database rolled the order, its stock and its
   on-commit email back either way. Keys protect what a rollback cannot undo.
+- A message delivered twice: brokers deliver at least once. Without the guard each delivery
+  runs the task and emails; with it, keyed by the order id, the second delivery finds the key
+  completed, gets the first one's stored result and sends nothing.
 """
 
 
