@@ -47,7 +47,13 @@ def place_order(
         order_id = order.order_id
 
         def confirm() -> None:
-            send_order_confirmation.delay(order_id)
+            if send_order_confirmation.app.conf.task_always_eager:
+                # In process, without a broker: apply() directly. Eager delay() flips a
+                # process-wide Celery flag that concurrent requests (threads) can leave stuck,
+                # after which any result.get() in the process raises.
+                send_order_confirmation.apply((order_id,))
+            else:
+                send_order_confirmation.delay(order_id)
 
         transaction.on_commit(confirm, robust=True)
         if fault is Fault.CRASH_BEFORE_COMMIT:
