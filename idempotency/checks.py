@@ -237,18 +237,21 @@ def check_row_locks(**kwargs: Any) -> list[CheckMessage]:
 COLLATION_MIGRATION = "0003_exact_key_collation"
 
 
-@register(Tags.compatibility)
+@register(Tags.database)
 def check_exact_key_collation(**kwargs: Any) -> list[CheckMessage]:
     """On MySQL/MariaDB, the live table's key and scope columns must compare byte for byte.
 
-    A plain check (not only with ``--database``): it reads two rows of information_schema, and
-    only on MySQL/MariaDB. Before migration 0003 has run it warns (an error would stop the very
+    A database check, as Django runs them: with ``manage.py check --database default`` and
+    before ``migrate``. Before migration 0003 has run it warns (an error would stop the very
     ``migrate`` that fixes it); after, a table still compared insensitively was made or changed
     by hand, and that is an error.
     """
     from idempotency.models import IdempotencyRecord
 
-    connection = connections[RecordStore().using]
+    alias = RecordStore().using
+    if alias not in (kwargs.get("databases") or ()):
+        return []
+    connection = connections[alias]
     collation = exact_collation(connection)
     if collation is None:
         return []

@@ -83,14 +83,14 @@ def case_insensitive_table():
 
 @needs_mysql
 def test_the_migrated_table_compares_exactly():
-    assert check_exact_key_collation() == []
+    assert check_exact_key_collation(databases=["default"]) == []
 
 
 @needs_mysql
-def test_e010_a_case_insensitive_table_through_manage_py_check(case_insensitive_table):
+def test_e010_a_case_insensitive_table_through_manage_py_check_database(case_insensitive_table):
     out = StringIO()
     with pytest.raises(SystemCheckError) as raised:
-        call_command("check", stdout=out, stderr=out)
+        call_command("check", databases=["default"], stdout=out, stderr=out)
     assert "idempotency.E010" in str(raised.value)
     assert "utf8mb4_general_ci" in str(raised.value)
     assert "COLLATE utf8mb4_" in str(raised.value)  # the hint says what to type
@@ -103,7 +103,7 @@ def test_w004_before_the_migration_warns_without_stopping_migrate(case_insensiti
     recorder = MigrationRecorder(connection)
     recorder.record_unapplied("idempotency", "0003_exact_key_collation")
     try:
-        (message,) = check_exact_key_collation()
+        (message,) = check_exact_key_collation(databases=["default"])
         assert message.id == "idempotency.W004"
         # The migration then fixes the table.
         from django.apps import apps
@@ -111,6 +111,6 @@ def test_w004_before_the_migration_warns_without_stopping_migrate(case_insensiti
         migration = importlib.import_module("idempotency.migrations.0003_exact_key_collation")
         with connection.schema_editor(atomic=False) as editor:
             migration.forwards(apps, editor)
-        assert check_exact_key_collation() == []
+        assert check_exact_key_collation(databases=["default"]) == []
     finally:
         recorder.record_applied("idempotency", "0003_exact_key_collation")

@@ -184,7 +184,7 @@ def test_an_expired_key_purged_meanwhile_runs_anew(api, clocked_store, clock):
     assert IdempotencyRecord.objects.get().state == "completed"
 
 
-@pytest.mark.postgres
+@pytest.mark.row_locks
 def test_purge_skips_a_row_a_request_holds_and_never_waits_for_it():
     now = timezone.now()
     held, *others = make(5, "expired", now=now, expires_in=-timedelta(minutes=1))
@@ -215,7 +215,7 @@ def test_purge_skips_a_row_a_request_holds_and_never_waits_for_it():
     assert keys_left() == {held.key}
 
 
-@pytest.mark.postgres
+@pytest.mark.row_locks
 def test_purge_beside_live_traffic_deletes_only_expired_and_delays_no_request():
     """Requests reuse expired keys and make new ones while 100,000 expired records go.
 
