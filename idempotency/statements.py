@@ -83,6 +83,8 @@ class RecordStatements:
     clock: DatabaseClock | None = None
     insert_on_db_clock: str | None = None
     complete_on_db_clock: str | None = None
+    # A write that changes nothing: on SQLite it takes the database's write lock (RESERVED).
+    take_write_lock: str = ""
 
     def insert_params(self, connection: BaseDatabaseWrapper, values: dict[str, Any]) -> list[Any]:
         return _prepared(connection, INSERT_FIELDS, values, self.clock)
@@ -211,4 +213,5 @@ def record_statements(alias: str) -> RecordStatements:
         clock,
         insert_on_db_clock=insert_statement(clock) if clock else None,
         complete_on_db_clock=complete_statement(clock) if clock else None,
+        take_write_lock=f"UPDATE {table} SET {column('id')} = {column('id')} WHERE 1 = 0",
     )

@@ -8,7 +8,8 @@ unique constraint (never check-then-insert) and an existing row is read with
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,6 @@ from idempotency.statements import NOW, FromNow, record_statements
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
-    from django.db.transaction import Atomic
 
 Clock = Callable[[], datetime]
 State = IdempotencyRecord.State
@@ -118,8 +118,22 @@ class RecordStore:
         now = getattr(record, "db_now", None) or fallback
         return now if now is not None else self._app_now()
 
-    def atomic(self) -> Atomic:
-        return transaction.atomic(using=self.using)
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """The store's transaction (a key's decision, an operation and its outcome).
+
+        On SQLite with DEFERRED transactions (``startproject``'s default) it takes the write
+        lock first, as ``"transaction_mode": "IMMEDIATE"`` would: a deferred transaction that
+        read before it wrote was refused the write lock at once ("database is locked", 503)
+        whenever a racing duplicate wrote, where now it waits for it (the busy timeout).
+        """
+        connection = connections[self.using]
+        outermost = not connection.in_atomic_block
+        with transaction.atomic(using=self.using):
+            if outermost and _takes_the_write_lock_late(connection):
+                with connection.cursor() as cursor:
+                    cursor.execute(record_statements(self.using).take_write_lock)
+            yield
 
     def reserve(
         self,
@@ -370,6 +384,13 @@ class RecordStore:
         with connection.cursor() as cursor:
             cursor.execute(statements.release, params)
             return bool(cursor.rowcount > 0)
+
+
+def _takes_the_write_lock_late(connection: BaseDatabaseWrapper) -> bool:
+    if connection.vendor != "sqlite":
+        return False
+    mode = connection.settings_dict.get("OPTIONS", {}).get("transaction_mode")
+    return str(mode or "DEFERRED").upper() == "DEFERRED"
 
 
 def _insert_deadlock(connection: BaseDatabaseWrapper, error: OperationalError) -> bool:
