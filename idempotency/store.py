@@ -7,6 +7,8 @@ unique constraint (never check-then-insert) and an existing row is read with
 
 from __future__ import annotations
 
+import random
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -92,6 +94,9 @@ class RecordStore:
     # How often reserve() retries when the row it collided with vanished before it could be
     # read (released or purged in between): one more INSERT then wins or finds the new row.
     max_attempts = 3
+    # How often a statement or decision that InnoDB rolled back as a deadlock victim (and that
+    # was no part of a caller's transaction) is run again.
+    deadlock_attempts = 10
 
     def __init__(self, clock: Clock | None = None, using: str | None = None) -> None:
         # None: the database's clock (the app server's where the database has none here).
@@ -165,13 +170,49 @@ class RecordStore:
                     return self._decide(
                         existing, seen, token, fingerprint, method, path, lease, expiry
                     )
-            with self.atomic():
-                existing = self._read(scope, key, lock=True)
-                if existing is None:
-                    continue  # released or purged since the INSERT collided: try again
-                seen = self._now_of(existing, now)
-                return self._decide(existing, seen, token, fingerprint, method, path, lease, expiry)
+            decision = self._decide_under_lock(
+                scope, key, now, token, fingerprint, method, path, lease, expiry
+            )
+            if decision is None:
+                continue  # released or purged since the INSERT collided: try again
+            return decision
         raise RuntimeError(f"Could not reserve idempotency key {key!r} after retries.")
+
+    def _decide_under_lock(
+        self,
+        scope: str,
+        key: str,
+        now: datetime | None,
+        token: uuid.UUID,
+        fingerprint: str,
+        method: str,
+        path: str,
+        lease: timedelta,
+        expiry: timedelta,
+    ) -> Decision | None:
+        """Decide on the key's row under ``SELECT ... FOR UPDATE``; None if it is gone."""
+        connection = connections[self.using]
+        outermost = not connection.in_atomic_block
+        for attempt in range(1, self.deadlock_attempts + 1):
+            try:
+                with self.atomic():
+                    existing = self._read(scope, key, lock=True)
+                    if existing is None:
+                        return None
+                    seen = self._now_of(existing, now)
+                    return self._decide(
+                        existing, seen, token, fingerprint, method, path, lease, expiry
+                    )
+            except OperationalError as error:
+                # InnoDB may still pick this short transaction as a deadlock victim against
+                # an INSERT of the same key (the gap locks of its duplicate check, see
+                # _insert); it held nothing else and rolled back whole: decide again.
+                if attempt == self.deadlock_attempts or not _deadlock_victim(
+                    connection, error, outermost
+                ):
+                    raise
+                _back_off(attempt)
+        raise AssertionError("unreachable")
 
     def poll(self, *, scope: str, key: str, fingerprint: str) -> Decision | None:
         """What a waiting duplicate sees now, from one plain read (no lock, no transaction).
@@ -249,7 +290,8 @@ class RecordStore:
         params = statements.insert_params(connection, values)
         sql = statements.insert if now is not None else statements.insert_on_db_clock
         assert sql is not None
-        for attempt in range(1, self.max_attempts + 1):
+        outermost = not connection.in_atomic_block
+        for attempt in range(1, self.deadlock_attempts + 1):
             try:
                 with connection.cursor() as cursor:
                     cursor.execute(sql, params)
@@ -263,8 +305,11 @@ class RecordStore:
                 # key can deadlock each other; the autocommitted statement was rolled back
                 # whole, and is simply issued again. Never inside a caller's transaction,
                 # which the deadlock rolled back.
-                if attempt == self.max_attempts or not _insert_deadlock(connection, error):
+                if attempt == self.deadlock_attempts or not _deadlock_victim(
+                    connection, error, outermost
+                ):
                     raise
+                _back_off(attempt)
         raise AssertionError("unreachable")
 
     def _insert_with_orm(self, values: dict[str, Any]) -> int | None:
@@ -393,11 +438,18 @@ def _takes_the_write_lock_late(connection: BaseDatabaseWrapper) -> bool:
     return str(mode or "DEFERRED").upper() == "DEFERRED"
 
 
-def _insert_deadlock(connection: BaseDatabaseWrapper, error: OperationalError) -> bool:
-    """A deadlock (InnoDB's 1213) that rolled back only the autocommitted INSERT itself."""
-    if connection.vendor != "mysql" or connection.in_atomic_block:
+def _deadlock_victim(
+    connection: BaseDatabaseWrapper, error: OperationalError, outermost: bool
+) -> bool:
+    """A deadlock (InnoDB's 1213) that rolled back only the store's own statement or
+    transaction: never one inside a caller's transaction, which it rolled back too."""
+    if connection.vendor != "mysql" or not outermost:
         return False
     return bool(error.args) and error.args[0] == 1213
+
+
+def _back_off(attempt: int) -> None:
+    time.sleep(random.uniform(0, 0.002 * attempt))  # the two contenders part ways
 
 
 def _stored_response(record: IdempotencyRecord) -> StoredResponse:

@@ -4,6 +4,11 @@ On MariaDB, reserve's ``SELECT ... FOR UPDATE`` (through the (scope, key) index,
 and a release's ``DELETE ... WHERE id = ...`` (the row, then the index) took their locks in
 opposite orders: with clients retrying an operation whose failures release the key, InnoDB
 reported deadlock 1213. Every path now reaches a record through the (scope, key) index first.
+
+What InnoDB still reports are INSERTs of one new key against each other or against a decision on
+it (the gap locks its duplicate check takes beside a released key's old index entry): the
+store's own autocommitted statement or short transaction, rolled back whole and run again. The
+test counts those too (printed); none may reach a caller.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import os
 import random
 import threading
 import time
+import traceback
 from collections import Counter
 from datetime import timedelta
 
@@ -38,6 +44,17 @@ OUTCOME = StoredResponse(201, [], b"{}")
 DEADLOCK_CODES = {1213, "40P01"}  # InnoDB's ER_LOCK_DEADLOCK; PostgreSQL's deadlock_detected
 
 
+def where(error):
+    """The library's innermost function the error came through."""
+    frames = traceback.extract_tb(error.__traceback__)
+    names = [frame.name for frame in frames if "/idempotency/" in frame.filename]
+    return names[-1] if names else "?"
+
+
+def failure(error):
+    return f"deadlock in {where(error)}" if is_deadlock(error) else f"error: {error}"
+
+
 def is_deadlock(error):
     cause = error.__cause__
     code = getattr(cause, "sqlstate", None) or (cause.args[0] if cause and cause.args else None)
@@ -45,7 +62,8 @@ def is_deadlock(error):
 
 
 def innodb_deadlocks():
-    """InnoDB's own count (server-wide): the INSERTs it rolled back and the store reissued."""
+    """InnoDB's own count (server-wide): the INSERTs and decisions it rolled back as deadlock
+    victims, each run again by the store (they never reach a request)."""
     if connection.vendor != "mysql":
         return 0
     with connection.cursor() as cursor:
@@ -98,7 +116,7 @@ def test_retriers_of_failing_operations_and_the_purge_never_deadlock():
                     elif isinstance(decision, InProgress | Replay):
                         count(type(decision).__name__)
                 except OperationalError as error:
-                    count("deadlock" if is_deadlock(error) else f"error: {error}")
+                    count(failure(error))
                 except RuntimeError:  # the row vanished under three attempts in a row
                     count("gave up")
         finally:
@@ -112,7 +130,7 @@ def test_retriers_of_failing_operations_and_the_purge_never_deadlock():
                     if Purger(batch_size=2).run().deleted:
                         count("purged")
                 except OperationalError as error:
-                    count("deadlock" if is_deadlock(error) else f"error: {error}")
+                    count(failure(error))
                 time.sleep(0.005)
         finally:
             connections.close_all()
@@ -125,9 +143,9 @@ def test_retriers_of_failing_operations_and_the_purge_never_deadlock():
         thread.join(SECONDS + 60)
 
     inside_innodb = innodb_deadlocks() - inside_innodb
-    print(f"\n{SECONDS:g} s, {RETRIERS} retriers and a purger: {dict(seen)}; "
-          f"INSERTs reissued after an InnoDB deadlock (at most): {inside_innodb}")  # fmt: skip
-    assert seen["deadlock"] == 0, dict(seen)
+    print(f"\n{SECONDS:g} s, {RETRIERS} retriers and a purger: {dict(seen)}")
+    print(f"InnoDB deadlock victims the store ran again (never a request's): {inside_innodb}")
+    assert not [what for what in seen if what.startswith("deadlock")], dict(seen)
     assert not [what for what in seen if what.startswith("error")], dict(seen)
     # The load was real: every path ran many times.
     for path in ("reserved", "released", "completed", "taken over", "purged"):
