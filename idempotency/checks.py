@@ -10,8 +10,10 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections
+from django.db import DatabaseError, connections
+from django.db.migrations.recorder import MigrationRecorder
 
+from idempotency.collation import column_collations, compares_exactly, exact_collation
 from idempotency.conf import DEFAULTS, NEVER_REPLAYED_HEADERS, SETTING_NAME, idempotency_settings
 from idempotency.options import InvalidOption
 from idempotency.store import RecordStore
@@ -67,6 +69,13 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "A key would expire while a request still holds it and a retry would run the operation "
         "again. Set {fix} = timedelta(hours=24), or anything longer than the lease.",
     ),
+    "idempotency.E010": (
+        "The column(s) {columns} of {table!r} on database {alias!r} compare case- or "
+        "accent-insensitively (collation {collations}): keys that differ only in case replay "
+        "each other's outcome and scopes that do share records.",
+        "Give them a binary collation: {fix}; or drop the hand-made table and run python "
+        "manage.py migrate idempotency.",
+    ),
     "idempotency.W001": (
         "The database {alias!r} ({vendor}) takes no row locks (SELECT ... FOR UPDATE).",
         "Concurrent retries of one key may fail or race. In production use PostgreSQL, or "
@@ -76,6 +85,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "settings.IDEMPOTENCY['REPLAYED_HEADERS'] lists {names}, which are never replayed.",
         "Remove {names} from IDEMPOTENCY['REPLAYED_HEADERS']: replaying Set-Cookie would hand "
         "one attempt's session to another.",
+    ),
+    "idempotency.W004": (
+        "The column(s) {columns} of {table!r} on database {alias!r} compare case- or "
+        "accent-insensitively (collation {collations}) until migration {migration} runs.",
+        "Run {fix}: it gives them a binary collation.",
     ),
     "idempotency.W003": (
         "The idempotency lease of {where} ({lease:g} s) is shorter than {source} ({timeout:g} s).",
@@ -218,6 +232,60 @@ def check_row_locks(**kwargs: Any) -> list[CheckMessage]:
     elif connection.features.has_select_for_update:
         return []
     return [_message(Warning, "idempotency.W001", alias=connection.alias, vendor=connection.vendor)]
+
+
+COLLATION_MIGRATION = "0003_exact_key_collation"
+
+
+@register(Tags.database)
+def check_exact_key_collation(**kwargs: Any) -> list[CheckMessage]:
+    """On MySQL/MariaDB, the live table's key and scope columns must compare byte for byte.
+
+    A database check, as Django runs them: with ``manage.py check --database default`` and
+    before ``migrate``. Before migration 0003 has run it warns (an error would stop the very
+    ``migrate`` that fixes it); after, a table still compared insensitively was made or changed
+    by hand, and that is an error.
+    """
+    from idempotency.models import IdempotencyRecord
+
+    alias = RecordStore().using
+    if alias not in (kwargs.get("databases") or ()):
+        return []
+    connection = connections[alias]
+    collation = exact_collation(connection)
+    if collation is None:
+        return []
+    table = IdempotencyRecord._meta.db_table
+    try:
+        live = column_collations(connection, table)
+        if not live:
+            return []  # not created yet: migrate creates it right
+        inexact = {name: value for name, value in live.items() if not compares_exactly(value)}
+        if not inexact:
+            return []
+        applied = MigrationRecorder(connection).applied_migrations()
+    except DatabaseError:
+        return []  # the database is unreachable: nothing to say about its table
+    context = {
+        "columns": ", ".join(inexact),
+        "collations": ", ".join(str(value) for value in inexact.values()),
+        "table": table,
+        "alias": connection.alias,
+    }
+    if ("idempotency", COLLATION_MIGRATION) not in applied:
+        fix = f"python manage.py migrate idempotency --database {connection.alias}"
+        return [
+            _message(Warning, "idempotency.W004", migration=COLLATION_MIGRATION, fix=fix, **context)
+        ]
+    field_types = {
+        name: IdempotencyRecord._meta.get_field(name).db_type(connection) for name in inexact
+    }
+    modify = ", ".join(
+        f"MODIFY `{name}` {field_types[name]} CHARACTER SET utf8mb4 COLLATE {collation} NOT NULL"
+        for name in inexact
+    )
+    fix = f"ALTER TABLE `{table}` {modify}"
+    return [_message(Error, "idempotency.E010", fix=fix, **context)]
 
 
 # PostgreSQL's statement_timeout, as set through the connection's ``options`` (libpq's

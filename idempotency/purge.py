@@ -12,14 +12,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db import connections, router, transaction
 from django.db.models import Q, QuerySet
-from django.utils import timezone
 
+from idempotency.dbclock import database_now
 from idempotency.models import IdempotencyRecord
 
 Clock = Callable[[], datetime]
+
+
+_PURGE_COLUMNS = ("id", "scope", "key", "expires_at", "state", "locked_until")
 
 
 def purgeable(now: datetime, using: str) -> QuerySet[IdempotencyRecord]:
@@ -32,19 +36,24 @@ class Purger:
     """Deletes purgeable records ``batch_size`` at a time; ``clock`` is injectable for tests."""
 
     def __init__(
-        self, batch_size: int = 1000, using: str | None = None, clock: Clock = timezone.now
+        self, batch_size: int = 1000, using: str | None = None, clock: Clock | None = None
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1.")
         self.batch_size = batch_size
         self.using = using or router.db_for_write(IdempotencyRecord)
-        self.clock = clock
+        self.clock = clock  # None: the database's clock, as the store's
+
+    def now(self) -> datetime:
+        return self.clock() if self.clock is not None else database_now(self.using)
 
     def count(self) -> int:
-        return purgeable(self.clock(), self.using).count()
+        return purgeable(self.now(), self.using).count()
 
     def delete_batch(self, cutoff: datetime) -> tuple[int, int]:
         """Delete one batch of records purgeable at ``cutoff``; return (picked, deleted)."""
+        if connections[self.using].vendor == "mysql":
+            return self._delete_batch_through_the_key_index(cutoff)
         with transaction.atomic(using=self.using):
             candidates = purgeable(cutoff, self.using).order_by("expires_at")
             if connections[self.using].features.has_select_for_update_skip_locked:
@@ -59,6 +68,45 @@ class Purger:
             deleted, _ = purgeable(cutoff, self.using).filter(pk__in=ids).delete()
         return len(ids), deleted
 
+    def _delete_batch_through_the_key_index(self, cutoff: datetime) -> tuple[int, int]:
+        """InnoDB: lock the picked rows through the (scope, key) index, as every request does.
+
+        Locking them through the expires_at index would take each row before its (scope, key)
+        entry, the reverse of reserve and release, and deadlock with them. So the pick is a
+        plain read, and the lock a second, ``FORCE INDEX``-ed read of exactly those keys that
+        skips the ones a request holds.
+        """
+        connection = connections[self.using]
+        picked = list(
+            purgeable(cutoff, self.using)
+            .order_by("expires_at")
+            .values_list("scope", "key")[: self.batch_size]
+        )
+        if not picked:
+            return 0, 0
+        meta = IdempotencyRecord._meta
+        quote = connection.ops.quote_name
+        columns = {name: quote(name) for name in _PURGE_COLUMNS}  # no db_column of their own
+        index = quote("idempotency_scope_key_unique")  # the models.UniqueConstraint
+        prepared = connection.ops.adapt_datetimefield_value(cutoff)
+        keys = " OR ".join([f"({columns['scope']} = %s AND {columns['key']} = %s)"] * len(picked))
+        lock = (
+            f"SELECT {columns['id']} FROM {quote(meta.db_table)} FORCE INDEX ({index}) "
+            f"WHERE ({keys}) AND {columns['expires_at']} <= %s AND NOT ("
+            f"{columns['state']} = %s AND {columns['locked_until']} IS NOT NULL "
+            f"AND {columns['locked_until']} > %s) FOR UPDATE SKIP LOCKED"
+        )
+        params: list[Any] = [value for pair in picked for value in pair]
+        params += [prepared, IdempotencyRecord.State.IN_PROGRESS.value, prepared]
+        with transaction.atomic(using=self.using), connection.cursor() as cursor:
+            cursor.execute(lock, params)
+            ids = [row[0] for row in cursor.fetchall()]
+            if not ids:
+                return 0, 0
+            # Their index entries and rows are ours now: the delete waits for nothing.
+            deleted, _ = IdempotencyRecord.objects.using(self.using).filter(pk__in=ids).delete()
+        return len(ids), deleted
+
     def run(
         self, *, pause: float = 0, on_batch: Callable[[int], None] | None = None
     ) -> PurgeResult:
@@ -67,7 +115,7 @@ class Purger:
         The cutoff is fixed when the run starts, so records expiring meanwhile wait for the next
         run and the run ends: every batch deletes what it picked, or finds it no longer purgeable.
         """
-        cutoff = self.clock()
+        cutoff = self.now()
         result = PurgeResult()
         while True:
             picked, deleted = self.delete_batch(cutoff)

@@ -4,13 +4,22 @@ The ORM builds and compiles its SQL on each call, which for the reservation INSE
 completion UPDATE cost about as much Python time as the round trips themselves (measured in
 ``bench/``). Where the database has ``INSERT ... ON CONFLICT DO NOTHING RETURNING``
 (PostgreSQL, SQLite 3.35+), a replay's collision is no error either: no exception in Python,
-no savepoint inside a caller's transaction, no ERROR line in PostgreSQL's log. Elsewhere the
-store falls back to the ORM and its IntegrityError.
+no savepoint inside a caller's transaction, no ERROR line in PostgreSQL's log. MySQL and
+MariaDB get ``INSERT IGNORE`` and the new row's id from the connection (``lastrowid``); elsewhere
+the store falls back to the ORM and its IntegrityError.
+
+Lock order: every statement that locks an existing record reaches it through the (scope, key)
+unique index, then its row (InnoDB locks index entries, in the order a statement walks them):
+reserve's ``SELECT ... FOR UPDATE``, the release's ``DELETE`` (by scope and key, not by id) and
+the purge's locking pick. Completion updates the row by id and no indexed (scope, key) column, so
+it waits for nothing that a holder of the index entry waits for. Without one order, reserve
+(index, then row) and a release by id (row, then index) deadlocked on MariaDB.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -18,6 +27,7 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field
 
+from idempotency.dbclock import DatabaseClock, database_clock
 from idempotency.models import IdempotencyRecord
 
 INSERT_FIELDS = (
@@ -45,30 +55,88 @@ COMPLETE_FIELDS = (
 )
 
 
+# On the database's clock (idempotency.dbclock), these columns are written as its ``now`` and
+# these as ``now + interval`` (a :class:`FromNow` value); the store passes ``NOW`` for the first.
+NOW_FIELDS = ("created_at", "completed_at")
+LATER_FIELDS = ("locked_until", "expires_at")
+NOW = object()
+
+
+@dataclass(frozen=True)
+class FromNow:
+    """A time ``duration`` after the database's now, computed by the database."""
+
+    duration: timedelta
+
+
 @dataclass(frozen=True)
 class RecordStatements:
-    # None where the database cannot skip a conflicting INSERT and return the new row's id.
+    # None where the database cannot skip a conflicting INSERT (the ORM and IntegrityError).
     insert: str | None
     complete: str
+    release: str
+    # True: the INSERT returns the new id as a row (RETURNING); False: the cursor's lastrowid
+    # after one affected row (MySQL's INSERT IGNORE).
+    insert_returns_id: bool = True
+    # The same two statements with the times computed by the database's clock (None: it has
+    # none here, the store then uses the app server's).
+    clock: DatabaseClock | None = None
+    insert_on_db_clock: str | None = None
+    complete_on_db_clock: str | None = None
+    # A write that changes nothing: on SQLite it takes the database's write lock (RESERVED).
+    take_write_lock: str = ""
 
     def insert_params(self, connection: BaseDatabaseWrapper, values: dict[str, Any]) -> list[Any]:
-        return _prepared(connection, INSERT_FIELDS, values)
+        return _prepared(connection, INSERT_FIELDS, values, self.clock)
 
     def complete_params(
         self, connection: BaseDatabaseWrapper, values: dict[str, Any], record_id: int, token: Any
     ) -> list[Any]:
         return [
-            *_prepared(connection, COMPLETE_FIELDS, values),
+            *_prepared(connection, COMPLETE_FIELDS, values, self.clock),
             record_id,
+            _field("lease_token").get_db_prep_value(token, connection),
+            IdempotencyRecord.State.IN_PROGRESS.value,
+        ]
+
+    def release_params(
+        self, connection: BaseDatabaseWrapper, scope: str, key: str, token: Any
+    ) -> list[Any]:
+        return [
+            scope,
+            key,
             _field("lease_token").get_db_prep_value(token, connection),
             IdempotencyRecord.State.IN_PROGRESS.value,
         ]
 
 
 def _prepared(
-    connection: BaseDatabaseWrapper, names: tuple[str, ...], values: dict[str, Any]
+    connection: BaseDatabaseWrapper,
+    names: tuple[str, ...],
+    values: dict[str, Any],
+    clock: DatabaseClock | None,
 ) -> list[Any]:
-    return [_field(name).get_db_prep_save(values[name], connection) for name in names]
+    params = []
+    for name in names:
+        value = values[name]
+        if value is NOW:
+            continue  # written as the clock's now: no parameter
+        if isinstance(value, FromNow):
+            assert clock is not None
+            params.append(clock.interval(value.duration))
+        else:
+            params.append(_field(name).get_db_prep_save(value, connection))
+    return params
+
+
+def _placeholders(names: tuple[str, ...], clock: DatabaseClock | None) -> list[str]:
+    """``%s`` for each column, or on the database's clock its now and now + interval."""
+    if clock is None:
+        return ["%s"] * len(names)
+    return [
+        clock.now if name in NOW_FIELDS else clock.later if name in LATER_FIELDS else "%s"
+        for name in names
+    ]
 
 
 @cache  # looked up for every parameter of every new key: the model's fields never change
@@ -89,19 +157,61 @@ def record_statements(alias: str) -> RecordStatements:
         assert db_column is not None
         return quote(db_column)
 
-    insert = None
     features = connection.features
-    if features.supports_update_conflicts_with_target and features.can_return_columns_from_insert:
-        columns = ", ".join(column(name) for name in INSERT_FIELDS)
-        placeholders = ", ".join(["%s"] * len(INSERT_FIELDS))
-        insert = (
-            f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "
-            f"ON CONFLICT ({column('scope')}, {column('key')}) DO NOTHING "
-            f"RETURNING {column('id')}"
+    columns = ", ".join(column(name) for name in INSERT_FIELDS)
+
+    def insert_statement(clock: DatabaseClock | None) -> str | None:
+        placeholders = ", ".join(_placeholders(INSERT_FIELDS, clock))
+        if features.supports_update_conflicts_with_target and (
+            features.can_return_columns_from_insert
+        ):
+            return (
+                f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "
+                f"ON CONFLICT ({column('scope')}, {column('key')}) DO NOTHING "
+                f"RETURNING {column('id')}"
+            )
+        if connection.vendor == "mysql":
+            # No ON CONFLICT (nor RETURNING on MySQL): IGNORE skips the duplicate key. It would
+            # also turn a too-long value into a warning, but every value is bounded before it
+            # gets here (keys by MAX_KEY_LENGTH <= 255, fingerprints are 64 hex digits).
+            return f"INSERT IGNORE INTO {table} ({columns}) VALUES ({placeholders})"
+        return None
+
+    def complete_statement(clock: DatabaseClock | None) -> str:
+        assignments = ", ".join(
+            f"{column(name)} = {placeholder}"
+            for name, placeholder in zip(
+                COMPLETE_FIELDS, _placeholders(COMPLETE_FIELDS, clock), strict=True
+            )
         )
-    assignments = ", ".join(f"{column(name)} = %s" for name in COMPLETE_FIELDS)
-    complete = (
-        f"UPDATE {table} SET {assignments} "
-        f"WHERE {column('id')} = %s AND {column('lease_token')} = %s AND {column('state')} = %s"
+        return (
+            f"UPDATE {table} SET {assignments} WHERE {column('id')} = %s "
+            f"AND {column('lease_token')} = %s AND {column('state')} = %s"
+        )
+
+    clock = database_clock(connection)
+    insert = insert_statement(None)
+    insert_returns_id = connection.vendor != "mysql"
+    complete = complete_statement(None)
+    # Through the (scope, key) unique index (see the lock order above); the token makes it this
+    # reservation's row, the state keeps a completed outcome.
+    condition = (
+        f"{column('scope')} = %s AND {column('key')} = %s "
+        f"AND {column('lease_token')} = %s AND {column('state')} = %s"
     )
-    return RecordStatements(insert, complete)
+    release = f"DELETE FROM {table} WHERE {condition}"
+    if connection.vendor == "mysql":
+        # MariaDB's optimizer walks the key-only index for this DELETE (its row first, then the
+        # unique entry: the deadlock). Only the multiple-table syntax takes an index hint.
+        unique = quote("idempotency_scope_key_unique")
+        release = f"DELETE {table} FROM {table} FORCE INDEX ({unique}) WHERE {condition}"
+    return RecordStatements(
+        insert,
+        complete,
+        release,
+        insert_returns_id,
+        clock,
+        insert_on_db_clock=insert_statement(clock) if clock else None,
+        complete_on_db_clock=complete_statement(clock) if clock else None,
+        take_write_lock=f"UPDATE {table} SET {column('id')} = {column('id')} WHERE 1 = 0",
+    )

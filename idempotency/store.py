@@ -7,21 +7,25 @@ unique constraint (never check-then-insert) and an existing row is read with
 
 from __future__ import annotations
 
+import random
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import IntegrityError, connections, router, transaction
+from django.db import IntegrityError, OperationalError, connections, router, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from idempotency.dbclock import DatabaseNow, database_now
 from idempotency.models import IdempotencyRecord
-from idempotency.statements import record_statements
+from idempotency.statements import NOW, FromNow, record_statements
 
 if TYPE_CHECKING:
-    from django.db.transaction import Atomic
+    from django.db.backends.base.base import BaseDatabaseWrapper
 
 Clock = Callable[[], datetime]
 State = IdempotencyRecord.State
@@ -42,6 +46,9 @@ class Reserved:
     token: uuid.UUID
     # How long the outcome is replayed, counted from the completion.
     expiry: timedelta
+    # The key's row is reached through these (the lock order: see idempotency.statements).
+    scope: str
+    key: str
     taken_over: bool = False
 
 
@@ -79,18 +86,59 @@ class LeaseLostError(Exception):
 
 
 class RecordStore:
-    """Database-backed key store. ``clock`` is injectable so tests can move time."""
+    """Database-backed key store on the database's clock (idempotency.dbclock).
+
+    ``clock`` is injectable so tests can move time: with one, every time is the clock's.
+    """
 
     # How often reserve() retries when the row it collided with vanished before it could be
     # read (released or purged in between): one more INSERT then wins or finds the new row.
     max_attempts = 3
+    # How often a statement or decision that InnoDB rolled back as a deadlock victim (and that
+    # was no part of a caller's transaction) is run again.
+    deadlock_attempts = 10
 
-    def __init__(self, clock: Clock = timezone.now, using: str | None = None) -> None:
+    def __init__(self, clock: Clock | None = None, using: str | None = None) -> None:
+        # None: the database's clock (the app server's where the database has none here).
         self.clock = clock
         self.using = using or router.db_for_write(IdempotencyRecord)
 
-    def atomic(self) -> Atomic:
-        return transaction.atomic(using=self.using)
+    def _on_database_clock(self) -> bool:
+        return self.clock is None and record_statements(self.using).clock is not None
+
+    def _app_now(self) -> datetime:
+        return self.clock() if self.clock is not None else timezone.now()
+
+    def _read(self, scope: str, key: str, *, lock: bool = False) -> IdempotencyRecord | None:
+        """The key's row; on the database's clock with that clock's now as ``db_now``, read by
+        the same statement (no extra round trip)."""
+        records = self._records()
+        if lock:
+            records = records.select_for_update()
+        if self._on_database_clock():
+            records = records.annotate(db_now=DatabaseNow())
+        return records.filter(scope=scope, key=key).first()
+
+    def _now_of(self, record: IdempotencyRecord, fallback: datetime | None) -> datetime:
+        now = getattr(record, "db_now", None) or fallback
+        return now if now is not None else self._app_now()
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """The store's transaction (a key's decision, an operation and its outcome).
+
+        On SQLite with DEFERRED transactions (``startproject``'s default) it takes the write
+        lock first, as ``"transaction_mode": "IMMEDIATE"`` would: a deferred transaction that
+        read before it wrote was refused the write lock at once ("database is locked", 503)
+        whenever a racing duplicate wrote, where now it waits for it (the busy timeout).
+        """
+        connection = connections[self.using]
+        outermost = not connection.in_atomic_block
+        with transaction.atomic(using=self.using):
+            if outermost and _takes_the_write_lock_late(connection):
+                with connection.cursor() as cursor:
+                    cursor.execute(record_statements(self.using).take_write_lock)
+            yield
 
     def reserve(
         self,
@@ -104,24 +152,67 @@ class RecordStore:
         expiry: timedelta,
     ) -> Decision:
         for _attempt in range(self.max_attempts):
-            now = self.clock()
+            # On the database's clock the INSERT computes its times, and each read below
+            # brings the database's now with the row.
+            now = None if self._on_database_clock() else self._app_now()
             token = uuid.uuid4()
             record_id = self._insert(
                 scope, key, fingerprint, method, path, now, token, lease, expiry
             )
             if record_id is not None:
-                return Reserved(record_id, token, expiry)
+                return Reserved(record_id, token, expiry, scope, key)
             # A completed record is final until it expires: replaying it needs no lock, and
             # concurrent retries of a finished operation never queue behind each other.
-            existing = self._records().filter(scope=scope, key=key).first()
-            if existing and existing.state == State.COMPLETED and existing.expires_at > now:
-                return self._decide(existing, now, token, fingerprint, method, path, lease, expiry)
-            with self.atomic():
-                existing = self._records().select_for_update().filter(scope=scope, key=key).first()
-                if existing is None:
-                    continue  # released or purged since the INSERT collided: try again
-                return self._decide(existing, now, token, fingerprint, method, path, lease, expiry)
+            existing = self._read(scope, key)
+            if existing and existing.state == State.COMPLETED:
+                seen = self._now_of(existing, now)
+                if existing.expires_at > seen:
+                    return self._decide(
+                        existing, seen, token, fingerprint, method, path, lease, expiry
+                    )
+            decision = self._decide_under_lock(
+                scope, key, now, token, fingerprint, method, path, lease, expiry
+            )
+            if decision is None:
+                continue  # released or purged since the INSERT collided: try again
+            return decision
         raise RuntimeError(f"Could not reserve idempotency key {key!r} after retries.")
+
+    def _decide_under_lock(
+        self,
+        scope: str,
+        key: str,
+        now: datetime | None,
+        token: uuid.UUID,
+        fingerprint: str,
+        method: str,
+        path: str,
+        lease: timedelta,
+        expiry: timedelta,
+    ) -> Decision | None:
+        """Decide on the key's row under ``SELECT ... FOR UPDATE``; None if it is gone."""
+        connection = connections[self.using]
+        outermost = not connection.in_atomic_block
+        for attempt in range(1, self.deadlock_attempts + 1):
+            try:
+                with self.atomic():
+                    existing = self._read(scope, key, lock=True)
+                    if existing is None:
+                        return None
+                    seen = self._now_of(existing, now)
+                    return self._decide(
+                        existing, seen, token, fingerprint, method, path, lease, expiry
+                    )
+            except OperationalError as error:
+                # InnoDB may still pick this short transaction as a deadlock victim against
+                # an INSERT of the same key (the gap locks of its duplicate check, see
+                # _insert); it held nothing else and rolled back whole: decide again.
+                if attempt == self.deadlock_attempts or not _deadlock_victim(
+                    connection, error, outermost
+                ):
+                    raise
+                _back_off(attempt)
+        raise AssertionError("unreachable")
 
     def poll(self, *, scope: str, key: str, fingerprint: str) -> Decision | None:
         """What a waiting duplicate sees now, from one plain read (no lock, no transaction).
@@ -129,10 +220,10 @@ class RecordStore:
         ``None`` when only :meth:`reserve` can decide: the row is gone (released, purged), its
         holder's lease ran out, or it expired.
         """
-        now = self.clock()
-        record = self._records().filter(scope=scope, key=key).first()
+        record = self._read(scope, key)
         if record is None:
             return None
+        now = self._now_of(record, None)
         if record.state == State.IN_PROGRESS:
             if record.locked_until is None or record.locked_until <= now:
                 return None
@@ -155,7 +246,7 @@ class RecordStore:
         fingerprint: str,
         method: str,
         path: str,
-        now: datetime,
+        now: datetime | None,
         token: uuid.UUID,
         lease: timedelta,
         expiry: timedelta,
@@ -163,8 +254,24 @@ class RecordStore:
         """INSERT the reservation and return its id; ``None`` if the key exists.
 
         Outside a transaction it is one autocommitted statement: the reservation is visible to
-        every other worker as soon as it returns.
+        every other worker as soon as it returns. ``now`` None: the database's clock.
         """
+        statements = record_statements(self.using)
+        if statements.insert is None and now is None:
+            now = database_now(self.using)  # the ORM's INSERT takes values, not expressions
+        times: dict[str, Any] = (
+            {
+                "locked_until": FromNow(lease),
+                "created_at": NOW,
+                "expires_at": FromNow(max(lease, expiry)),
+            }
+            if now is None
+            else {
+                "locked_until": now + lease,
+                "created_at": now,
+                "expires_at": now + max(lease, expiry),
+            }
+        )
         values = {
             "scope": scope,
             "key": key,
@@ -175,18 +282,35 @@ class RecordStore:
             "response_headers": [],
             "response_body": b"",
             "lease_token": token,
-            "locked_until": now + lease,
-            "created_at": now,
-            "expires_at": now + max(lease, expiry),
+            **times,
         }
-        statements = record_statements(self.using)
         if statements.insert is None:
             return self._insert_with_orm(values)
         connection = connections[self.using]
-        with connection.cursor() as cursor:
-            cursor.execute(statements.insert, statements.insert_params(connection, values))
-            row = cursor.fetchone()
-        return None if row is None else int(row[0])
+        params = statements.insert_params(connection, values)
+        sql = statements.insert if now is not None else statements.insert_on_db_clock
+        assert sql is not None
+        outermost = not connection.in_atomic_block
+        for attempt in range(1, self.deadlock_attempts + 1):
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute(sql, params)
+                    if not statements.insert_returns_id:
+                        return int(cursor.lastrowid) if cursor.rowcount == 1 else None
+                    row = cursor.fetchone()
+                return None if row is None else int(row[0])
+            except OperationalError as error:
+                # InnoDB's duplicate check locks the gap beside a key's delete-marked entries (a
+                # released key's old row, until InnoDB purges it), so two INSERTs of one new
+                # key can deadlock each other; the autocommitted statement was rolled back
+                # whole, and is simply issued again. Never inside a caller's transaction,
+                # which the deadlock rolled back.
+                if attempt == self.deadlock_attempts or not _deadlock_victim(
+                    connection, error, outermost
+                ):
+                    raise
+                _back_off(attempt)
+        raise AssertionError("unreachable")
 
     def _insert_with_orm(self, values: dict[str, Any]) -> int | None:
         record = IdempotencyRecord(**values)
@@ -251,7 +375,7 @@ class RecordStore:
         # never reused or purged) under a live holder.
         record.expires_at = max(record.expires_at, now + max(lease, expiry))
         record.save(using=self.using)
-        return Reserved(record.pk, token, expiry, taken_over=taken_over)
+        return Reserved(record.pk, token, expiry, record.scope, record.key, taken_over=taken_over)
 
     def complete(self, reservation: Reserved, response: StoredResponse) -> None:
         """Store the outcome; raises :class:`LeaseLostError` if the lease was taken over.
@@ -261,23 +385,30 @@ class RecordStore:
         the reservation's expiry from now. Call it inside the transaction that holds the
         operation's writes, so that a fenced-out attempt rolls them back with its outcome.
         """
-        now = self.clock()
+        statements = record_statements(self.using)
+        on_database_clock = self._on_database_clock()
+        if on_database_clock:
+            times: dict[str, Any] = {"completed_at": NOW, "expires_at": FromNow(reservation.expiry)}
+            sql = statements.complete_on_db_clock
+        else:
+            now = self._app_now()
+            times = {"completed_at": now, "expires_at": now + reservation.expiry}
+            sql = statements.complete
+        assert sql is not None
         values = {
             "state": State.COMPLETED,
             "response_status": response.status,
             "response_headers": [list(header) for header in response.headers],
             "response_body": response.body,
-            "completed_at": now,
             "locked_until": None,
-            "expires_at": now + reservation.expiry,
+            **times,
         }
-        statements = record_statements(self.using)
         connection = connections[self.using]
         params = statements.complete_params(
             connection, values, reservation.record_id, reservation.token
         )
         with connection.cursor() as cursor:
-            cursor.execute(statements.complete, params)
+            cursor.execute(sql, params)
             updated = cursor.rowcount
         if updated != 1:
             raise LeaseLostError(reservation)
@@ -290,14 +421,35 @@ class RecordStore:
         database but its acknowledgement was lost with the connection, the stored outcome is
         what retries get.
         """
-        deleted, _ = (
-            IdempotencyRecord.objects.using(self.using)
-            .filter(
-                pk=reservation.record_id, lease_token=reservation.token, state=State.IN_PROGRESS
-            )
-            .delete()
+        statements = record_statements(self.using)
+        connection = connections[self.using]
+        params = statements.release_params(
+            connection, reservation.scope, reservation.key, reservation.token
         )
-        return deleted > 0
+        with connection.cursor() as cursor:
+            cursor.execute(statements.release, params)
+            return bool(cursor.rowcount > 0)
+
+
+def _takes_the_write_lock_late(connection: BaseDatabaseWrapper) -> bool:
+    if connection.vendor != "sqlite":
+        return False
+    mode = connection.settings_dict.get("OPTIONS", {}).get("transaction_mode")
+    return str(mode or "DEFERRED").upper() == "DEFERRED"
+
+
+def _deadlock_victim(
+    connection: BaseDatabaseWrapper, error: OperationalError, outermost: bool
+) -> bool:
+    """A deadlock (InnoDB's 1213) that rolled back only the store's own statement or
+    transaction: never one inside a caller's transaction, which it rolled back too."""
+    if connection.vendor != "mysql" or not outermost:
+        return False
+    return bool(error.args) and error.args[0] == 1213
+
+
+def _back_off(attempt: int) -> None:
+    time.sleep(random.uniform(0, 0.002 * attempt))  # the two contenders part ways
 
 
 def _stored_response(record: IdempotencyRecord) -> StoredResponse:

@@ -9,6 +9,9 @@ from rest_framework.test import APIClient
 from idempotency.store import RecordStore
 from tests.testapp.views import Operation
 
+# Databases whose row locks and concurrent writers the races run against (``row_locks``).
+ROW_LOCK_VENDORS = {"postgresql", "mysql"}
+
 
 class FakeClock:
     """A clock that only moves when told to."""
@@ -28,9 +31,14 @@ def pytest_collection_modifyitems(config, items):
 
     vendor = connections["default"].vendor
     skip = pytest.mark.skip(reason=f"needs PostgreSQL (DATABASE_URL is {vendor})")
+    no_row_locks = pytest.mark.skip(reason=f"needs real row locks (DATABASE_URL is {vendor})")
     for item in items:
         if "postgres" in item.keywords and vendor != "postgresql":
             item.add_marker(skip)
+        elif "row_locks" in item.keywords and vendor not in ROW_LOCK_VENDORS:
+            item.add_marker(no_row_locks)
+        elif "not_mysql" in item.keywords and vendor == "mysql":
+            item.add_marker(pytest.mark.skip(reason="adds nothing on MySQL/MariaDB"))
 
 
 @pytest.fixture(autouse=True)

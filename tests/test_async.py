@@ -92,7 +92,7 @@ def test_arun_once_rolls_back_and_frees_the_key_when_the_consumer_fails():
     assert not IdempotencyRecord.objects.exists()
 
 
-@pytest.mark.postgres
+@pytest.mark.row_locks
 def test_concurrent_async_deliveries_of_one_event_run_it_once():
     """20 deliveries on one event loop, each in its own thread-sensitive context."""
     calls = []

@@ -24,6 +24,7 @@ def create_in_a_transaction(request):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.not_mysql  # MySQL's transaction control is SET autocommit, not BEGIN
 def test_counter_lists_statements_and_transaction_control_of_the_request():
     request = RequestFactory().post("/", headers={COUNT_HEADER: "1"})
     response = QueryCountMiddleware(create_in_a_transaction)(request)

@@ -89,7 +89,7 @@ def test_retries_racing_for_a_dead_holders_key_take_it_over_once(clocked_store, 
     assert IdempotencyRecord.objects.get().state == "completed"
 
 
-@pytest.mark.postgres  # SQLite's one writer at a time makes a takeover mid-operation impossible
+@pytest.mark.row_locks  # SQLite's one writer at a time makes a takeover mid-operation impossible
 def test_slow_holder_fenced_out_by_a_takeover_leaves_nothing_behind():
     """The first attempt outlives its 300 ms lease; a retry takes over and completes.
 
@@ -128,7 +128,7 @@ def test_slow_holder_fenced_out_by_a_takeover_leaves_nothing_behind():
     assert post(url, body, "fence").json()["id"] == widget.pk
 
 
-@pytest.mark.postgres
+@pytest.mark.row_locks
 def test_fenced_out_holder_that_crashes_answers_lease_lost_not_500():
     """The first attempt loses its lease, then raises: the key's outcome is the takeover's."""
     url = "/test/crash-if-first/"

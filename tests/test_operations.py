@@ -186,7 +186,7 @@ def test_signals_name_the_guard_as_sender():
     assert seen[0][2]["scope"] == SCOPE
 
 
-@pytest.mark.postgres
+@pytest.mark.row_locks
 def test_one_event_delivered_by_many_workers_at_once_runs_once():
     handler = Handler(sleep=0.5)
 
@@ -209,7 +209,7 @@ def test_one_event_delivered_by_many_workers_at_once_runs_once():
     assert IdempotencyRecord.objects.get().state == "completed"
 
 
-@pytest.mark.postgres
+@pytest.mark.row_locks
 def test_redelivering_until_done_gives_every_worker_the_one_result():
     handler = Handler(sleep=0.3)
 
@@ -227,7 +227,7 @@ def test_redelivering_until_done_gives_every_worker_the_one_result():
     assert results[0]["widget"] == Widget.objects.get().pk
 
 
-@pytest.mark.postgres
+@pytest.mark.row_locks
 def test_a_failed_worker_frees_the_event_for_the_next_delivery_under_race():
     failing = Handler(sleep=0.2, fail=True)
     healthy = Handler()

@@ -52,7 +52,7 @@ def start_holder(body):
     return thread, answers
 
 
-@pytest.mark.postgres
+@pytest.mark.row_locks
 def test_a_duplicate_waits_for_the_holder_and_answers_its_outcome():
     thread, answers = start_holder({"sleep": 1.0})
 
@@ -66,7 +66,7 @@ def test_a_duplicate_waits_for_the_holder_and_answers_its_outcome():
     assert Operation.calls == 1
 
 
-@pytest.mark.postgres
+@pytest.mark.row_locks
 def test_a_waiter_whose_holder_fails_reserves_the_key_and_runs_it():
     body = {"sleep": 0.5, "fail-first": True}
     thread, answers = start_holder(body)
@@ -81,7 +81,7 @@ def test_a_waiter_whose_holder_fails_reserves_the_key_and_runs_it():
     assert IdempotencyRecord.objects.get().state == "completed"
 
 
-@pytest.mark.postgres
+@pytest.mark.row_locks
 def test_a_wait_that_runs_out_answers_409_and_polls_a_bounded_number_of_times():
     thread, _ = start_holder({"sleep": 1.5})
 
@@ -101,7 +101,7 @@ def test_a_wait_that_runs_out_answers_409_and_polls_a_bounded_number_of_times():
     assert not any("FOR UPDATE" in q["sql"] for q in polls[3:])  # waiting takes no lock
 
 
-@pytest.mark.postgres
+@pytest.mark.row_locks
 def test_duplicates_past_the_waiter_cap_get_409_at_once():
     thread, _ = start_holder({"sleep": 1.0})
 
@@ -114,7 +114,7 @@ def test_duplicates_past_the_waiter_cap_get_409_at_once():
     assert elapsed < 0.5
 
 
-@pytest.mark.postgres
+@pytest.mark.row_locks
 def test_with_the_wait_off_a_duplicate_gets_409_at_once():
     thread, _ = start_holder({"sleep": 1.0})
 

@@ -18,7 +18,7 @@ from tests.demo.conftest import DATABASES, api_for, post
 from tests.demo.factories import CustomerFactory, ProductFactory, UserFactory
 
 pytestmark = [
-    pytest.mark.postgres,
+    pytest.mark.row_locks,
     pytest.mark.django_db(transaction=True, databases=DATABASES),
 ]
 

@@ -146,7 +146,7 @@ def test_a_malformed_event_is_400(payment, body):
     assert json.loads(response.content)["type"].endswith("webhook-event-malformed")
 
 
-@pytest.mark.postgres
+@pytest.mark.row_locks
 def test_concurrent_deliveries_of_one_event_send_one_receipt(payment, monkeypatch):
     original = webhooks.charge_succeeded
     runs = []

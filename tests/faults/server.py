@@ -6,6 +6,7 @@ are concurrent connections that the workers accept one by one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -43,34 +44,73 @@ class Answer:
 
 
 class DemoDatabase:
-    """A PostgreSQL database beside the test run's own: ``<name>_processes``."""
+    """A database beside the test run's own: ``<name>_processes``, on PostgreSQL or MariaDB/MySQL.
+
+    ``query`` takes ``%s`` placeholders on both; write ``{key}`` for the records' ``key`` column,
+    a reserved word on MySQL.
+    """
 
     def __init__(self, url):
         parts = urlsplit(url)
+        self.vendor = "mysql" if parts.scheme.startswith(("mysql", "mariadb")) else "postgresql"
         self.name = f"{parts.path.lstrip('/')}_processes"
         self.url = urlunsplit(parts._replace(path=f"/{self.name}"))
-        self.admin_url = urlunsplit(parts._replace(path="/postgres"))
+        admin_database = "mysql" if self.vendor == "mysql" else "postgres"
+        self.admin_url = urlunsplit(parts._replace(path=f"/{admin_database}"))
+
+    def _connect(self, url):
+        if self.vendor == "postgresql":
+            return psycopg.connect(url, autocommit=True)
+        import MySQLdb  # the MariaDB run's driver (mysqlclient)
+
+        parts = urlsplit(url)
+        connection = MySQLdb.connect(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 3306,
+            user=parts.username or "root",
+            password=parts.password or "",
+            database=parts.path.lstrip("/"),
+            charset="utf8mb4",
+        )
+        connection.autocommit(True)
+        return contextlib.closing(connection)
+
+    def _run(self, url, sql, params=()):
+        with self._connect(url) as connection:
+            cursor = connection.cursor()
+            cursor.execute(
+                sql.format(key='"key"' if self.vendor == "postgresql" else "`key`"), params or None
+            )
+            return cursor.fetchall() if cursor.description else []
 
     def create(self):
-        with psycopg.connect(self.admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-            admin.execute(f'CREATE DATABASE "{self.name}"')
+        self.drop()
+        self._run(self.admin_url, f"CREATE DATABASE {self._quoted_name()}")
 
     def drop(self):
-        with psycopg.connect(self.admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        force = " WITH (FORCE)" if self.vendor == "postgresql" else ""
+        self._run(self.admin_url, f"DROP DATABASE IF EXISTS {self._quoted_name()}{force}")
+
+    def _quoted_name(self):
+        return f'"{self.name}"' if self.vendor == "postgresql" else f"`{self.name}`"
 
     def query(self, sql, params=()):
-        with psycopg.connect(self.url, autocommit=True) as connection:
-            cursor = connection.execute(sql, params)
-            return cursor.fetchall() if cursor.description else []
+        return list(self._run(self.url, sql, params))
 
     def value(self, sql, params=()):
         return self.query(sql, params)[0][0]
 
     def clear(self):
         """Forget what earlier tests did: charges, payments, records."""
-        self.query("TRUNCATE gateway_charge, payments_payment, idempotency_idempotencyrecord")
+        tables = "gateway_charge, payments_payment, idempotency_idempotencyrecord"
+        if self.vendor == "postgresql":
+            self.query(f"TRUNCATE {tables}")
+            return
+        with self._connect(self.url) as connection:  # MySQL truncates one table at a time
+            cursor = connection.cursor()
+            cursor.execute("SET FOREIGN_KEY_CHECKS = 0")
+            for table in tables.split(", "):
+                cursor.execute(f"TRUNCATE {table}")
 
 
 def demo_environment(database, **extra):

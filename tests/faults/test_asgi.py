@@ -17,7 +17,7 @@ import pytest
 from tests.faults.server import ROOT, DemoDatabase, free_port
 from tests.faults.test_processes import race
 
-pytestmark = [pytest.mark.postgres, pytest.mark.processes]
+pytestmark = [pytest.mark.row_locks, pytest.mark.processes]
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from idempotency.contrib.client import IdempotentClient
 from tests.faults.server import free_port
 from tests.faults.test_processes import BODY, counts
 
-pytestmark = [pytest.mark.postgres, pytest.mark.processes]
+pytestmark = [pytest.mark.row_locks, pytest.mark.processes]
 
 
 class LossyProxy:

@@ -17,7 +17,7 @@ import pytest
 
 from tests.faults.conftest import LEASE_SECONDS, SHORT_LEASE_SECONDS
 
-pytestmark = [pytest.mark.postgres, pytest.mark.processes]
+pytestmark = [pytest.mark.row_locks, pytest.mark.processes]
 
 BODY = {"customerId": "cust_123", "amount": 100, "currency": "USD"}
 # What a client sees when the worker serving it dies: the connection closes without an answer.
@@ -48,7 +48,7 @@ def counts(db):
 def record(db, key):
     rows = db.query(
         "SELECT state, response_status, response_body, locked_until "
-        "FROM idempotency_idempotencyrecord WHERE key = %s",
+        "FROM idempotency_idempotencyrecord WHERE {key} = %s",
         [key],
     )
     return rows[0] if rows else None
@@ -266,6 +266,7 @@ def test_a_client_that_gives_up_first_retries_until_it_gets_the_outcome(demo_ser
     assert bytes(record(clean, key)[2]) == outcome.body
 
 
+@pytest.mark.postgres  # finds and kills the worker's backend through pg_stat_activity
 def test_the_database_connection_lost_mid_operation_answers_503_and_the_retry_pays_once(
     demo_server, clean
 ):

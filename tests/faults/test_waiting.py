@@ -16,6 +16,7 @@ from idempotency.waiting import max_polls
 from tests.faults.server import DemoServer
 from tests.faults.test_processes import BODY, assert_in_progress, counts, race
 
+# PostgreSQL: the reads are counted in pg_stat_user_tables.
 pytestmark = [pytest.mark.postgres, pytest.mark.processes]
 
 WAIT_SECONDS = 5.0
