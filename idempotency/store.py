@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import IntegrityError, OperationalError, connections, router, transaction
 from django.db.models import QuerySet
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 State = IdempotencyRecord.State
 
 
@@ -191,22 +192,32 @@ class RecordStore:
         expiry: timedelta,
     ) -> Decision | None:
         """Decide on the key's row under ``SELECT ... FOR UPDATE``; None if it is gone."""
+
+        def decide() -> Decision | None:
+            with self.atomic():
+                existing = self._read(scope, key, lock=True)
+                if existing is None:
+                    return None
+                seen = self._now_of(existing, now)
+                return self._decide(existing, seen, token, fingerprint, method, path, lease, expiry)
+
+        # InnoDB may still pick this short transaction as a deadlock victim against an INSERT of
+        # the same key (the gap locks of its duplicate check, see _insert).
+        return self._again_if_deadlocked(decide)
+
+    def _again_if_deadlocked(self, step: Callable[[], T]) -> T:
+        """Run ``step`` again when InnoDB rolled it back as a deadlock victim (1213).
+
+        Only a step of the store's own (an autocommitted statement, a short transaction): it
+        held nothing else and was rolled back whole. Never inside a caller's transaction, which
+        the deadlock rolled back too.
+        """
         connection = connections[self.using]
         outermost = not connection.in_atomic_block
         for attempt in range(1, self.deadlock_attempts + 1):
             try:
-                with self.atomic():
-                    existing = self._read(scope, key, lock=True)
-                    if existing is None:
-                        return None
-                    seen = self._now_of(existing, now)
-                    return self._decide(
-                        existing, seen, token, fingerprint, method, path, lease, expiry
-                    )
+                return step()
             except OperationalError as error:
-                # InnoDB may still pick this short transaction as a deadlock victim against
-                # an INSERT of the same key (the gap locks of its duplicate check, see
-                # _insert); it held nothing else and rolled back whole: decide again.
                 if attempt == self.deadlock_attempts or not _deadlock_victim(
                     connection, error, outermost
                 ):
@@ -290,27 +301,19 @@ class RecordStore:
         params = statements.insert_params(connection, values)
         sql = statements.insert if now is not None else statements.insert_on_db_clock
         assert sql is not None
-        outermost = not connection.in_atomic_block
-        for attempt in range(1, self.deadlock_attempts + 1):
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute(sql, params)
-                    if not statements.insert_returns_id:
-                        return int(cursor.lastrowid) if cursor.rowcount == 1 else None
-                    row = cursor.fetchone()
-                return None if row is None else int(row[0])
-            except OperationalError as error:
-                # InnoDB's duplicate check locks the gap beside a key's delete-marked entries (a
-                # released key's old row, until InnoDB purges it), so two INSERTs of one new
-                # key can deadlock each other; the autocommitted statement was rolled back
-                # whole, and is simply issued again. Never inside a caller's transaction,
-                # which the deadlock rolled back.
-                if attempt == self.deadlock_attempts or not _deadlock_victim(
-                    connection, error, outermost
-                ):
-                    raise
-                _back_off(attempt)
-        raise AssertionError("unreachable")
+
+        def insert() -> int | None:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                if not statements.insert_returns_id:
+                    return int(cursor.lastrowid) if cursor.rowcount == 1 else None
+                row = cursor.fetchone()
+            return None if row is None else int(row[0])
+
+        # InnoDB's duplicate check locks the gap beside a key's delete-marked entries (a
+        # released key's old row, until InnoDB purges it), so two INSERTs of one new key can
+        # deadlock each other: the autocommitted statement is simply issued again.
+        return self._again_if_deadlocked(insert)
 
     def _insert_with_orm(self, values: dict[str, Any]) -> int | None:
         record = IdempotencyRecord(**values)
@@ -426,9 +429,14 @@ class RecordStore:
         params = statements.release_params(
             connection, reservation.scope, reservation.key, reservation.token
         )
-        with connection.cursor() as cursor:
-            cursor.execute(statements.release, params)
-            return bool(cursor.rowcount > 0)
+
+        def delete() -> bool:
+            with connection.cursor() as cursor:
+                cursor.execute(statements.release, params)
+                return bool(cursor.rowcount > 0)
+
+        # The DELETE can still lose to an INSERT's duplicate check on InnoDB (see _insert).
+        return self._again_if_deadlocked(delete)
 
 
 def _takes_the_write_lock_late(connection: BaseDatabaseWrapper) -> bool:
