@@ -135,7 +135,7 @@ def run_once(
         scope=scope,
         key=key,
         fingerprint=fingerprint,
-        operation=getattr(function, "__qualname__", None) or type(function).__qualname__,
+        operation=_operation_name(function),
         lease=lease,
         expiry=expiry,
         store=store,
@@ -172,7 +172,7 @@ async def arun_once(
             scope=scope,
             key=key,
             fingerprint=fingerprint,
-            operation=getattr(function, "__qualname__", None) or type(function).__qualname__,
+            operation=_operation_name(function),
             lease=lease,
             expiry=expiry,
             store=store,
@@ -193,3 +193,8 @@ async def arun_once(
                 raise
         await sync_to_async(guard.__exit__)(None, None, None)
         return run.result
+
+
+def _operation_name(function: Callable[..., Any]) -> str:
+    """What the record shows as the path of a ``run_once``/``arun_once`` call."""
+    return getattr(function, "__qualname__", None) or type(function).__qualname__
