@@ -1,4 +1,4 @@
-"""The two statements every new key runs, written once per database instead of per request.
+"""The statements every new key runs, written once per database instead of per request.
 
 The ORM builds and compiles its SQL on each call, which for the reservation INSERT and the
 completion UPDATE cost about as much Python time as the round trips themselves (measured in
@@ -7,6 +7,15 @@ completion UPDATE cost about as much Python time as the round trips themselves (
 no savepoint inside a caller's transaction, no ERROR line in PostgreSQL's log. MySQL and
 MariaDB get ``INSERT IGNORE`` and the new row's id from the connection (``lastrowid``); elsewhere
 the store falls back to the ORM and its IntegrityError.
+
+On PostgreSQL one statement reserves a new key or, when the key exists, returns its row: a
+replay is one round trip (``RESERVE_OR_READ``). Its read sees the statement's snapshot, so a row
+committed after it began (the INSERT then waited for it) comes back as no row at all, and the
+store reads it with a second statement. Autocommitted, the reservation commits asynchronously
+(``synchronous_commit`` off for its own transaction alone): it waits for no WAL flush, yet it is
+never lost while the operation's outcome survives, since the operation's synchronous commit
+flushes the WAL up to and past it. A database crash that loses it loses no outcome: the key is
+then new again, as it would be after a release.
 
 Lock order: every statement that locks an existing record reaches it through the (scope, key)
 unique index, then its row (InnoDB locks index entries, in the order a statement walks them):
@@ -18,7 +27,7 @@ it waits for nothing that a holder of the index entry waits for. Without one ord
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cache
 from typing import Any
@@ -42,6 +51,18 @@ INSERT_FIELDS = (
     "lease_token",
     "locked_until",
     "created_at",
+    "expires_at",
+)
+# The columns of an existing row the reservation reads back (RESERVE_OR_READ), in this order.
+READ_FIELDS = (
+    "state",
+    "fingerprint",
+    "method",
+    "path",
+    "response_status",
+    "response_headers",
+    "response_body",
+    "locked_until",
     "expires_at",
 )
 COMPLETE_FIELDS = (
@@ -85,6 +106,18 @@ class RecordStatements:
     complete_on_db_clock: str | None = None
     # A write that changes nothing: on SQLite it takes the database's write lock (RESERVED).
     take_write_lock: str = ""
+    # PostgreSQL's one-statement reservation (see above), by (on the database's clock, commits
+    # asynchronously); empty where the database has none. Its row: the new id and True, or the
+    # existing row's id, False and READ_FIELDS; the database's now last (None on the app's clock).
+    reserve_or_read: dict[tuple[bool, bool], str] = field(default_factory=dict)
+
+    def reservation(self, *, on_database_clock: bool, autocommit: bool) -> str | None:
+        return self.reserve_or_read.get((on_database_clock, autocommit))
+
+    def reserve_or_read_params(
+        self, connection: BaseDatabaseWrapper, values: dict[str, Any]
+    ) -> list[Any]:
+        return [*self.insert_params(connection, values), values["scope"], values["key"]]
 
     def insert_params(self, connection: BaseDatabaseWrapper, values: dict[str, Any]) -> list[Any]:
         return _prepared(connection, INSERT_FIELDS, values, self.clock)
@@ -141,9 +174,9 @@ def _placeholders(names: tuple[str, ...], clock: DatabaseClock | None) -> list[s
 
 @cache  # looked up for every parameter of every new key: the model's fields never change
 def _field(name: str) -> Field[Any, Any]:
-    field = IdempotencyRecord._meta.get_field(name)
-    assert isinstance(field, Field)
-    return field
+    model_field = IdempotencyRecord._meta.get_field(name)
+    assert isinstance(model_field, Field)
+    return model_field
 
 
 @cache
@@ -189,7 +222,35 @@ def record_statements(alias: str) -> RecordStatements:
             f"AND {column('lease_token')} = %s AND {column('state')} = %s"
         )
 
+    def reserve_or_read_statement(clock: DatabaseClock | None, asynchronous: bool) -> str:
+        placeholders = ", ".join(_placeholders(INSERT_FIELDS, clock))
+        # Evaluated as the row is inserted, before the statement's transaction commits.
+        commit = ", set_config('synchronous_commit', 'off', true)" if asynchronous else ""
+        now = clock.now if clock else "NULL"
+        read = ", ".join(column(name) for name in READ_FIELDS)
+        nothing = ", ".join("NULL" for _ in READ_FIELDS)
+        return (
+            f"WITH reserved AS (INSERT INTO {table} ({columns}) VALUES ({placeholders}) "
+            f"ON CONFLICT ({column('scope')}, {column('key')}) DO NOTHING "
+            f"RETURNING {column('id')}{commit}) "
+            f"SELECT {column('id')}, TRUE, {nothing}, {now} FROM reserved UNION ALL "
+            f"SELECT {column('id')}, FALSE, {read}, {now} FROM {table} "
+            f"WHERE {column('scope')} = %s AND {column('key')} = %s "
+            f"AND NOT EXISTS (SELECT FROM reserved)"
+        )
+
     clock = database_clock(connection)
+    reserve_or_read = (
+        {
+            (on_clock, asynchronous): reserve_or_read_statement(
+                clock if on_clock else None, asynchronous
+            )
+            for on_clock in (False, True)
+            for asynchronous in (False, True)
+        }
+        if connection.vendor == "postgresql"
+        else {}
+    )
     insert = insert_statement(None)
     insert_returns_id = connection.vendor != "mysql"
     complete = complete_statement(None)
@@ -214,4 +275,5 @@ def record_statements(alias: str) -> RecordStatements:
         insert_on_db_clock=insert_statement(clock) if clock else None,
         complete_on_db_clock=complete_statement(clock) if clock else None,
         take_write_lock=f"UPDATE {table} SET {column('id')} = {column('id')} WHERE 1 = 0",
+        reserve_or_read=reserve_or_read,
     )

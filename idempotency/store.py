@@ -17,12 +17,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import IntegrityError, OperationalError, connections, router, transaction
-from django.db.models import QuerySet
+from django.db.models import JSONField, QuerySet
 from django.utils import timezone
 
 from idempotency.dbclock import DatabaseNow, database_now
 from idempotency.models import IdempotencyRecord
-from idempotency.statements import NOW, FromNow, record_statements
+from idempotency.statements import NOW, READ_FIELDS, FromNow, record_statements
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
@@ -157,17 +157,17 @@ class RecordStore:
             # brings the database's now with the row.
             now = None if self._on_database_clock() else self._app_now()
             token = uuid.uuid4()
-            record_id = self._insert(
-                scope, key, fingerprint, method, path, now, token, lease, expiry
-            )
-            if record_id is not None:
-                return Reserved(record_id, token, expiry, scope, key)
+            found = self._insert(scope, key, fingerprint, method, path, now, token, lease, expiry)
+            if isinstance(found, int):
+                return Reserved(found, token, expiry, scope, key)
             # A completed record is final until it expires: replaying it needs no lock, and
-            # concurrent retries of a finished operation never queue behind each other.
-            existing = self._read(scope, key)
-            if existing and existing.state == State.COMPLETED:
+            # concurrent retries of a finished operation never queue behind each other. The
+            # INSERT may have read it already (PostgreSQL), else one plain read does.
+            # A live holder's key, too, is decided without a lock: neither writes.
+            existing = found or self._read(scope, key)
+            if existing is not None:
                 seen = self._now_of(existing, now)
-                if existing.expires_at > seen:
+                if _final_or_held(existing, seen):
                     return self._decide(
                         existing, seen, token, fingerprint, method, path, lease, expiry
                     )
@@ -261,8 +261,9 @@ class RecordStore:
         token: uuid.UUID,
         lease: timedelta,
         expiry: timedelta,
-    ) -> int | None:
-        """INSERT the reservation and return its id; ``None`` if the key exists.
+    ) -> int | IdempotencyRecord | None:
+        """INSERT the reservation and return its id; if the key exists, its row where the same
+        statement read it (PostgreSQL), else ``None``.
 
         Outside a transaction it is one autocommitted statement: the reservation is visible to
         every other worker as soon as it returns. ``now`` None: the database's clock.
@@ -298,6 +299,14 @@ class RecordStore:
         if statements.insert is None:
             return self._insert_with_orm(values)
         connection = connections[self.using]
+        reservation = statements.reservation(
+            on_database_clock=now is None, autocommit=not connection.in_atomic_block
+        )
+        if reservation is not None:
+            with connection.cursor() as cursor:
+                cursor.execute(reservation, statements.reserve_or_read_params(connection, values))
+                row = cursor.fetchone()
+            return None if row is None else _reserved_or_read(connection, row)
         params = statements.insert_params(connection, values)
         sql = statements.insert if now is not None else statements.insert_on_db_clock
         assert sql is not None
@@ -458,6 +467,34 @@ def _deadlock_victim(
 
 def _back_off(attempt: int) -> None:
     time.sleep(random.uniform(0, 0.002 * attempt))  # the two contenders part ways
+
+
+def _final_or_held(record: IdempotencyRecord, now: datetime) -> bool:
+    """A completed outcome not yet expired, or a key its holder's live lease keeps: deciding on
+    either changes nothing, so it needs no lock. Anything else may be reused or taken over."""
+    if record.state == State.COMPLETED:
+        return record.expires_at > now
+    return record.locked_until is not None and record.locked_until > now
+
+
+def _reserved_or_read(
+    connection: BaseDatabaseWrapper, row: tuple[Any, ...]
+) -> int | IdempotencyRecord:
+    """The new id, or the existing record, from a row of ``RESERVE_OR_READ``."""
+    record_id, reserved, *read, db_now = row
+    if reserved:
+        return int(record_id)
+    values = dict(zip(READ_FIELDS, read, strict=True))
+    headers = IdempotencyRecord._meta.get_field("response_headers")
+    assert isinstance(headers, JSONField)
+    # Loaded as text by Django's psycopg adapters, as the ORM would convert it.
+    values["response_headers"] = headers.from_db_value(
+        values["response_headers"], headers.cached_col, connection
+    )
+    record = IdempotencyRecord(id=record_id, **values)
+    if db_now is not None:
+        record.db_now = db_now  # type: ignore[attr-defined]
+    return record
 
 
 def _stored_response(record: IdempotencyRecord) -> StoredResponse:

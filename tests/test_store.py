@@ -26,17 +26,27 @@ EXPIRY = timedelta(hours=24)
 OUTCOME = StoredResponse(201, [("Content-Type", "application/json")], b'{"id": 1}')
 
 
-@pytest.fixture(params=["native", "orm"])
+@pytest.fixture(params=["native", "two-statements", "orm"])
 def store(request, clock, monkeypatch):
-    """Each test runs on the native INSERT ... ON CONFLICT and on the ORM fallback."""
-    if request.param == "orm":
-        from idempotency import store as store_module
+    """Each test runs on the native statements (PostgreSQL: the one-statement reservation that
+    reads an existing row), on INSERT ... ON CONFLICT then a read (PostgreSQL's path for a row
+    committed after its statement began) and on the ORM fallback."""
+    from idempotency import store as store_module
 
-        native = store_module.record_statements
+    native = store_module.record_statements
+    if request.param == "two-statements":
+        if not native("default").reserve_or_read:
+            pytest.skip("the native statements are these two here")
         monkeypatch.setattr(
             store_module,
             "record_statements",
-            lambda alias: dataclasses.replace(native(alias), insert=None),
+            lambda alias: dataclasses.replace(native(alias), reserve_or_read={}),
+        )
+    if request.param == "orm":
+        monkeypatch.setattr(
+            store_module,
+            "record_statements",
+            lambda alias: dataclasses.replace(native(alias), insert=None, reserve_or_read={}),
         )
     return RecordStore(clock=clock)
 
@@ -310,11 +320,12 @@ class RowVanishesAfterTheCollision(RecordStore):
     vanishings = 1
 
     def _insert(self, scope, key, *args):
-        record_id = super()._insert(scope, key, *args)
-        if record_id is None and self.vanishings:
+        found = super()._insert(scope, key, *args)
+        if not isinstance(found, int) and self.vanishings:
             self.vanishings -= 1
             IdempotencyRecord.objects.filter(scope=scope, key=key).delete()
-        return record_id
+            return None  # as if the collision's read came after the release
+        return found
 
 
 def test_reserve_inserts_again_when_the_row_it_collided_with_vanished(store, clock):
@@ -439,3 +450,26 @@ def test_purge_racing_takeovers_never_deletes_a_taken_key(clock):
     for reservation in abandoned:
         with pytest.raises(LeaseLostError):
             store.complete(reservation, OUTCOME)
+
+
+def synchronous_commit():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.postgres
+def test_a_reservation_inside_a_callers_transaction_leaves_its_commit_synchronous(clock):
+    """Only an autocommitted reservation commits asynchronously: inside a caller's transaction
+    the setting would last until the caller's commit, and its writes must be durable."""
+    from django.db import transaction
+
+    store = RecordStore(clock=clock)
+    with transaction.atomic():
+        assert isinstance(reserve(store, key="inside"), Reserved)
+        assert synchronous_commit() == "on"
+    assert isinstance(reserve(store, key="outside"), Reserved)
+    assert synchronous_commit() == "on"  # its own transaction's setting went with it
+    assert IdempotencyRecord.objects.filter(key__in=["inside", "outside"]).count() == 2
