@@ -177,7 +177,10 @@ class RecordStore:
             if decision is None:
                 continue  # released or purged since the INSERT collided: try again
             return decision
-        raise RuntimeError(f"Could not reserve idempotency key {key!r} after retries.")
+        # The key churned under every attempt (reserved and released again between two of our
+        # statements): another attempt is at work on it, so this one is answered as "in
+        # progress" and comes back after the retry hint, rather than failing with a 500.
+        return InProgress(timedelta(0))
 
     def _decide_under_lock(
         self,

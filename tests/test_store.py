@@ -341,6 +341,22 @@ def test_reserve_inserts_again_when_the_row_it_collided_with_vanished(store, clo
     assert reserve(store) == Replay(OUTCOME)
 
 
+class KeyChurns(RecordStore):
+    """Each INSERT collides, and the row is gone again by the time it is read (locked or not):
+    other attempts reserve and release the key between every two statements of this one."""
+
+    def _insert(self, *args):
+        return None
+
+    def _read(self, *args, **kwargs):
+        return None
+
+
+def test_a_key_that_churns_under_every_attempt_is_in_progress_not_an_error(clock):
+    """Answered 'in progress' (a 409 with a retry hint), never a RuntimeError (a 500)."""
+    assert isinstance(reserve(KeyChurns(clock=clock)), InProgress)
+
+
 def test_a_late_completion_is_replayed_and_kept_by_the_purge(store, clock):
     """A holder past its lease and the record's first expiry, that nobody took over, completes:
     its outcome is replayed (and kept) for the expiry from its completion."""
