@@ -11,18 +11,9 @@ the store falls back to the ORM and its IntegrityError.
 On PostgreSQL one statement reserves a new key or, when the key exists, returns its row: a
 replay is one round trip (``RESERVE_OR_READ``). Its read sees the statement's snapshot, so a row
 committed after it began (the INSERT then waited for it) comes back as no row at all, and the
-store reads it with a second statement. Autocommitted, the reservation commits asynchronously
-(``synchronous_commit`` off for its own transaction alone): it waits for no WAL flush, yet it is
-never lost while the operation's outcome survives, since the operation's synchronous commit
-flushes the WAL up to and past it. A database crash that loses it loses no outcome: the key is
-then new again, as it would be after a release.
-
-Lock order: every statement that locks an existing record reaches it through the (scope, key)
-unique index, then its row (InnoDB locks index entries, in the order a statement walks them):
-reserve's ``SELECT ... FOR UPDATE``, the release's ``DELETE`` (by scope and key, not by id) and
-the purge's locking pick. Completion updates the row by id and no indexed (scope, key) column, so
-it waits for nothing that a holder of the index entry waits for. Without one order, reserve
-(index, then row) and a release by id (row, then index) deadlocked on MariaDB.
+store reads it with a second statement. The reservation commits synchronously: asynchronously,
+a database crash within ``wal_writer_delay`` lost a live holder's reservation and handed its key
+to a duplicate (see docs/databases.md).
 """
 
 from __future__ import annotations
@@ -106,13 +97,13 @@ class RecordStatements:
     complete_on_db_clock: str | None = None
     # A write that changes nothing: on SQLite it takes the database's write lock (RESERVED).
     take_write_lock: str = ""
-    # PostgreSQL's one-statement reservation (see above), by (on the database's clock, commits
-    # asynchronously); empty where the database has none. Its row: the new id and True, or the
+    # PostgreSQL's one-statement reservation (see above), on the app's clock (False) and on the
+    # database's (True); empty where the database has none. Its row: the new id and True, or the
     # existing row's id, False and READ_FIELDS; the database's now last (None on the app's clock).
-    reserve_or_read: dict[tuple[bool, bool], str] = field(default_factory=dict)
+    reserve_or_read: dict[bool, str] = field(default_factory=dict)
 
-    def reservation(self, *, on_database_clock: bool, autocommit: bool) -> str | None:
-        return self.reserve_or_read.get((on_database_clock, autocommit))
+    def reservation(self, *, on_database_clock: bool) -> str | None:
+        return self.reserve_or_read.get(on_database_clock)
 
     def reserve_or_read_params(
         self, connection: BaseDatabaseWrapper, values: dict[str, Any]
@@ -222,17 +213,15 @@ def record_statements(alias: str) -> RecordStatements:
             f"AND {column('lease_token')} = %s AND {column('state')} = %s"
         )
 
-    def reserve_or_read_statement(clock: DatabaseClock | None, asynchronous: bool) -> str:
+    def reserve_or_read_statement(clock: DatabaseClock | None) -> str:
         placeholders = ", ".join(_placeholders(INSERT_FIELDS, clock))
-        # Evaluated as the row is inserted, before the statement's transaction commits.
-        commit = ", set_config('synchronous_commit', 'off', true)" if asynchronous else ""
         now = clock.now if clock else "NULL"
         read = ", ".join(column(name) for name in READ_FIELDS)
         nothing = ", ".join("NULL" for _ in READ_FIELDS)
         return (
             f"WITH reserved AS (INSERT INTO {table} ({columns}) VALUES ({placeholders}) "
             f"ON CONFLICT ({column('scope')}, {column('key')}) DO NOTHING "
-            f"RETURNING {column('id')}{commit}) "
+            f"RETURNING {column('id')}) "
             f"SELECT {column('id')}, TRUE, {nothing}, {now} FROM reserved UNION ALL "
             f"SELECT {column('id')}, FALSE, {read}, {now} FROM {table} "
             f"WHERE {column('scope')} = %s AND {column('key')} = %s "
@@ -241,13 +230,7 @@ def record_statements(alias: str) -> RecordStatements:
 
     clock = database_clock(connection)
     reserve_or_read = (
-        {
-            (on_clock, asynchronous): reserve_or_read_statement(
-                clock if on_clock else None, asynchronous
-            )
-            for on_clock in (False, True)
-            for asynchronous in (False, True)
-        }
+        {False: reserve_or_read_statement(None), True: reserve_or_read_statement(clock)}
         if connection.vendor == "postgresql"
         else {}
     )

@@ -302,9 +302,7 @@ class RecordStore:
         if statements.insert is None:
             return self._insert_with_orm(values)
         connection = connections[self.using]
-        reservation = statements.reservation(
-            on_database_clock=now is None, autocommit=not connection.in_atomic_block
-        )
+        reservation = statements.reservation(on_database_clock=now is None)
         if reservation is not None:
             with connection.cursor() as cursor:
                 cursor.execute(reservation, statements.reserve_or_read_params(connection, values))
