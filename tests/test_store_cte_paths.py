@@ -1,0 +1,451 @@
+"""Paths of the one-statement reservation (PostgreSQL) checked in review and found sound.
+
+Each test covers a path tests/test_store.py does not: the row read back by the statement
+decoded as the ORM decodes it, the statement's snapshot under real races (a row committed
+after the statement began, a holder that rolls back, a completion that rolls back), the
+asynchronous commit's scope, time zones, the async entry point and server-side binding.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from django.db import close_old_connections, connection, connections, transaction
+from django.test import override_settings
+
+from idempotency.models import IdempotencyRecord
+from idempotency.operations import arun_once, run_once
+from idempotency.statements import record_statements
+from idempotency.store import (
+    InProgress,
+    Mismatch,
+    RecordStore,
+    Replay,
+    Reserved,
+    StoredResponse,
+    _stored_response,
+)
+from tests.factories import IdempotencyRecordFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LEASE = timedelta(seconds=60)
+EXPIRY = timedelta(hours=24)
+
+
+def reserve(store: RecordStore, key: str = "k", fingerprint: str = "f") -> Any:
+    return store.reserve(
+        scope="s",
+        key=key,
+        fingerprint=fingerprint,
+        method="POST",
+        path="/p",
+        lease=LEASE,
+        expiry=EXPIRY,
+    )
+
+
+def synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return str(cursor.fetchone()[0])
+
+
+def raw_connection() -> psycopg.Connection[Any]:
+    """A connection of its own to the test database, outside Django (a racing worker)."""
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    return psycopg.connect(**params)
+
+
+def in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    """Run ``target`` in a thread of its own (its own Django connection); its result or error."""
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(target())
+        except BaseException as error:  # reported to the test
+            out.append(error)
+        finally:
+            close_old_connections()
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, out
+
+
+OUTCOMES = {
+    "non-ascii headers": StoredResponse(
+        201, [("Content-Type", "text/plain; charset=utf-8"), ("X-Name", "Zoë ☃ 名前")], b"ok"
+    ),
+    "empty body": StoredResponse(204, [], b""),
+    "binary body": StoredResponse(200, [("X", "1")], bytes(range(256)) * 3),
+    "huge body": StoredResponse(200, [], b"x" * (8 * 1024 * 1024)),
+    "quotes in headers": StoredResponse(200, [("X-J", '{"a": "\\"b\\""}')], b"{}"),
+}
+
+
+@pytest.mark.parametrize("clocked", [False, True], ids=["database-clock", "app-clock"])
+@pytest.mark.parametrize("name", list(OUTCOMES))
+def test_the_row_read_back_replays_what_the_orm_reads(name, clocked, clock):
+    """The statement's row is decoded as the ORM decodes the record (JSON headers, bytes)."""
+    store = RecordStore(clock=clock) if clocked else RecordStore()
+    outcome = OUTCOMES[name]
+    store.complete(reserve(store), outcome)
+    replay = reserve(store)
+    assert replay == Replay(outcome)
+    assert replay == Replay(_stored_response(IdempotencyRecord.objects.get()))
+
+
+def test_a_completed_record_without_a_status_replays_200():
+    """``response_status`` NULL (a record written by hand or by an older version) reads back
+    as None on every path, and replays as 200."""
+    IdempotencyRecordFactory(
+        scope="s", key="k", fingerprint="f", response_status=None, response_headers=[]
+    )
+    assert reserve(RecordStore()) == Replay(StoredResponse(200, [], b'{"id": 1}'))
+
+
+@pytest.mark.postgres
+def test_the_asynchronous_statement_turns_synchronous_commit_off_for_its_transaction():
+    """``set_config`` in the data-modifying CTE's RETURNING is evaluated (not pruned because
+    the outer query never reads it), and only where a row is inserted."""
+    statements = record_statements("default")
+    sql = statements.reservation(on_database_clock=True, autocommit=True)
+    assert sql is not None
+    store = RecordStore()
+    reserve(store, key="existing")
+    with transaction.atomic():
+        reserve(store, key="existing")  # conflict: nothing inserted, nothing set
+        assert synchronous_commit() == "on"
+        # The asynchronous variant, run here only to observe it before its commit.
+        values = {
+            "scope": "s",
+            "key": "new",
+            "fingerprint": "f",
+            "method": "POST",
+            "path": "/p",
+            "state": "in_progress",
+            "response_headers": [],
+            "response_body": b"",
+            "lease_token": None,
+            "locked_until": _from_now(LEASE),
+            "created_at": _now(),
+            "expires_at": _from_now(EXPIRY),
+        }
+        with connection.cursor() as cursor:
+            cursor.execute(sql, statements.reserve_or_read_params(connection, values))
+            assert cursor.fetchone()[1] is True
+        assert synchronous_commit() == "off"
+        transaction.set_rollback(True)
+    assert synchronous_commit() == "on"
+
+
+def _now() -> Any:
+    from idempotency.statements import NOW
+
+    return NOW
+
+
+def _from_now(duration: timedelta) -> Any:
+    from idempotency.statements import FromNow
+
+    return FromNow(duration)
+
+
+@pytest.mark.postgres
+def test_autocommitted_reservation_leaves_the_next_transaction_synchronous():
+    store = RecordStore()
+    assert isinstance(reserve(store, key="a"), Reserved)
+    assert synchronous_commit() == "on"
+    with transaction.atomic():
+        assert synchronous_commit() == "on"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("durable", [False, True])
+def test_run_once_inside_a_callers_atomic_block_commits_synchronously(durable):
+    seen: list[str] = []
+
+    def operation() -> int:
+        seen.append(synchronous_commit())
+        return 1
+
+    with transaction.atomic(durable=durable):
+        assert run_once(operation, scope="jobs", key="inside") == 1
+        # A nested guard with another key, and the same key again (a replay in the same
+        # transaction: its own uncommitted row, read by the statement).
+        assert run_once(operation, scope="jobs", key="nested") == 1
+        assert run_once(operation, scope="jobs", key="inside") == 1
+        assert synchronous_commit() == "on"
+    assert seen == ["on", "on"]
+
+
+@pytest.mark.postgres
+def test_run_once_autocommitted_runs_the_operation_with_synchronous_commit_on():
+    seen: list[str] = []
+
+    def operation() -> int:
+        seen.append(synchronous_commit())
+        return 1
+
+    assert run_once(operation, scope="jobs", key="auto") == 1
+    assert seen == ["on"]
+
+
+@pytest.mark.postgres
+def test_arun_once_runs_the_operation_with_synchronous_commit_on():
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+
+    seen: list[str] = []
+
+    async def operation() -> int:
+        seen.append(await sync_to_async(synchronous_commit)())
+        return 2
+
+    assert asyncio.run(arun_once(operation, scope="jobs", key="async")) == 2
+    assert asyncio.run(arun_once(operation, scope="jobs", key="async")) == 2
+    assert seen == ["on"]
+
+
+@pytest.mark.postgres
+def test_a_row_committed_after_the_statement_began_is_read_by_a_second_statement(monkeypatch):
+    """The statement waits for an uncommitted conflicting INSERT; once it commits, the
+    statement's snapshot has no row, and the store's plain read finds it."""
+    store = RecordStore()
+    reads: list[str] = []
+    original = RecordStore._read
+
+    def counting_read(self: RecordStore, scope: str, key: str, *, lock: bool = False) -> Any:
+        reads.append("lock" if lock else "plain")
+        return original(self, scope, key, lock=lock)
+
+    monkeypatch.setattr(RecordStore, "_read", counting_read)
+    with raw_connection() as other:
+        other.execute(
+            "INSERT INTO idempotency_idempotencyrecord (scope, key, fingerprint, method, path,"
+            " state, response_headers, response_body, lease_token, locked_until, created_at,"
+            " expires_at) VALUES ('s', 'late', 'f', 'POST', '/p', 'in_progress', '[]', '', NULL,"
+            " now() + interval '60 seconds', now(), now() + interval '1 day')"
+        )
+        thread, out = in_thread(lambda: reserve(store, key="late"))
+        time.sleep(0.3)
+        assert thread.is_alive(), "the statement waits for the uncommitted row"
+        other.commit()
+        thread.join(10)
+    (decision,) = out
+    assert isinstance(decision, InProgress)
+    assert timedelta(seconds=50) < decision.retry_after <= LEASE
+    assert reads == ["plain"]
+
+
+@pytest.mark.postgres
+def test_a_holder_that_rolls_back_leaves_the_key_to_the_waiting_statement():
+    store = RecordStore()
+    with raw_connection() as other:
+        other.execute(
+            "INSERT INTO idempotency_idempotencyrecord (scope, key, fingerprint, method, path,"
+            " state, response_headers, response_body, lease_token, locked_until, created_at,"
+            " expires_at) VALUES ('s', 'gone', 'f', 'POST', '/p', 'in_progress', '[]', '', NULL,"
+            " now() + interval '60 seconds', now(), now() + interval '1 day')"
+        )
+        thread, out = in_thread(lambda: reserve(store, key="gone"))
+        time.sleep(0.3)
+        other.rollback()
+        thread.join(10)
+    (decision,) = out
+    assert isinstance(decision, Reserved)
+
+
+@pytest.mark.postgres
+def test_a_deleted_and_reinserted_row_is_answered_as_of_the_statements_snapshot():
+    """A transaction deletes the key's completed row and inserts a new one; the statement that
+    began before its commit answers from the old row (its snapshot): the answer is the one it
+    would have had a moment earlier, never a reservation beside the new holder."""
+    store = RecordStore()
+    store.complete(reserve(store, key="re"), StoredResponse(201, [], b"old"))
+    with raw_connection() as other:
+        other.execute("DELETE FROM idempotency_idempotencyrecord WHERE key = 're'")
+        other.execute(
+            "INSERT INTO idempotency_idempotencyrecord (scope, key, fingerprint, method, path,"
+            " state, response_headers, response_body, lease_token, locked_until, created_at,"
+            " expires_at) VALUES ('s', 're', 'f', 'POST', '/p', 'in_progress', '[]', '', NULL,"
+            " now() + interval '60 seconds', now(), now() + interval '1 day')"
+        )
+        thread, out = in_thread(lambda: reserve(store, key="re"))
+        time.sleep(0.3)
+        other.commit()
+        thread.join(10)
+    (decision,) = out
+    assert decision == Replay(StoredResponse(201, [], b"old"))
+    assert isinstance(reserve(store, key="re"), InProgress)
+
+
+@pytest.mark.row_locks
+def test_concurrent_first_requests_reserve_once():
+    """Threads race the reservation of one new key (autocommitted, asynchronous on PostgreSQL):
+    one reserves, every other is told it is in progress."""
+    barrier = threading.Barrier(8)
+
+    def attempt() -> Any:
+        barrier.wait()
+        return reserve(RecordStore(), key="race")
+
+    for _ in range(5):
+        IdempotencyRecord.objects.filter(key="race").delete()
+        started = [in_thread(attempt) for _ in range(8)]
+        decisions = []
+        for thread, out in started:
+            thread.join(20)
+            decisions.extend(out)
+        assert sum(isinstance(d, Reserved) for d in decisions) == 1, decisions
+        assert all(isinstance(d, Reserved | InProgress) for d in decisions), decisions
+
+
+@pytest.mark.row_locks
+def test_racing_takeovers_of_a_lapsed_lease_take_it_once():
+    from django.utils import timezone
+
+    barrier = threading.Barrier(6)
+
+    def attempt() -> Any:
+        barrier.wait()
+        return reserve(RecordStore(), key="lapsed")
+
+    for _ in range(3):
+        IdempotencyRecord.objects.filter(key="lapsed").delete()
+        IdempotencyRecordFactory(
+            scope="s",
+            key="lapsed",
+            fingerprint="f",
+            in_progress=True,
+            locked_until=timezone.now() - timedelta(seconds=5),
+        )
+        started = [in_thread(attempt) for _ in range(6)]
+        decisions = []
+        for thread, out in started:
+            thread.join(20)
+            decisions.extend(out)
+        reserved = [d for d in decisions if isinstance(d, Reserved)]
+        assert len(reserved) == 1, decisions
+        assert reserved[0].taken_over
+        assert all(isinstance(d, Reserved | InProgress) for d in decisions), decisions
+
+
+@pytest.mark.row_locks
+def test_a_completion_rolled_back_is_never_replayed():
+    """The lock-free decision reads only committed rows: while the holder's completion sits
+    uncommitted (and is then rolled back), duplicates get 409, never the outcome."""
+    store = RecordStore()
+    holder = reserve(store, key="rb")
+    assert isinstance(holder, Reserved)
+    stop = threading.Event()
+
+    def duplicates() -> list[Any]:
+        seen = []
+        while not stop.is_set():
+            seen.append(reserve(RecordStore(), key="rb"))
+        return seen
+
+    threads = [in_thread(duplicates) for _ in range(3)]
+    with transaction.atomic():
+        store.complete(holder, StoredResponse(201, [], b"never"))
+        time.sleep(0.5)
+        transaction.set_rollback(True)
+    time.sleep(0.1)
+    stop.set()
+    seen = []
+    for thread, out in threads:
+        thread.join(20)
+        seen.extend(out[0])
+    assert seen and all(isinstance(d, InProgress) for d in seen), {type(d) for d in seen}
+
+
+@pytest.mark.row_locks
+def test_duplicates_racing_a_completion_see_409_then_the_outcome():
+    store = RecordStore()
+    holder = reserve(store, key="done")
+    stop = threading.Event()
+    outcome = StoredResponse(201, [("X", "é")], b"done")
+
+    def duplicates() -> list[Any]:
+        seen = []
+        while not stop.is_set():
+            seen.append(reserve(RecordStore(), key="done"))
+        seen.append(reserve(RecordStore(), key="done"))
+        return seen
+
+    threads = [in_thread(duplicates) for _ in range(3)]
+    time.sleep(0.1)
+    with transaction.atomic():
+        store.complete(holder, outcome)
+    time.sleep(0.1)
+    stop.set()
+    for thread, out in threads:
+        thread.join(20)
+        (seen,) = out
+        kinds = [type(d) for d in seen]
+        # Never a reservation, never back to 409 once the outcome was seen.
+        first_replay = kinds.index(Replay)
+        assert all(k is InProgress for k in kinds[:first_replay])
+        assert all(d == Replay(outcome) for d in seen[first_replay:])
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("clocked", [False, True], ids=["database-clock", "naive-app-clock"])
+def test_use_tz_false_with_a_local_time_zone(clocked):
+    """USE_TZ=False, TIME_ZONE not UTC: the statement's times (naive, the connection's zone)
+    and the database's now compare as the ORM's would."""
+    with override_settings(USE_TZ=False, TIME_ZONE="America/New_York"):
+        connection.close()
+        if clocked:
+            start = datetime.now()  # naive local time, as Django expects with USE_TZ=False
+
+            def naive_clock() -> datetime:
+                return start
+
+            store = RecordStore(clock=naive_clock)
+        else:
+            store = RecordStore()
+        holder = reserve(store, key="tz")
+        assert isinstance(holder, Reserved)
+        again = reserve(store, key="tz")
+        assert isinstance(again, InProgress)
+        assert timedelta(seconds=55) < again.retry_after <= LEASE
+        assert reserve(store, key="tz", fingerprint="other") == Mismatch("POST", "/p")
+        store.complete(holder, StoredResponse(201, [], b"tz"))
+        assert reserve(store, key="tz") == Replay(StoredResponse(201, [], b"tz"))
+        assert store.poll(scope="s", key="tz", fingerprint="f") == Replay(
+            StoredResponse(201, [], b"tz")
+        )
+    connection.close()
+
+
+@pytest.mark.postgres
+def test_server_side_binding_runs_the_statement():
+    """``OPTIONS: {"server_side_binding": True}``: the parameters are typed by the server."""
+    options = connection.settings_dict.setdefault("OPTIONS", {})
+    connection.close()
+    options["server_side_binding"] = True
+    try:
+        for store in (RecordStore(), RecordStore(clock=lambda: datetime.now().astimezone())):
+            key = f"ssb-{store.clock is None}"
+            holder = reserve(store, key=key)
+            assert isinstance(holder, Reserved)
+            assert isinstance(reserve(store, key=key), InProgress)
+            store.complete(holder, StoredResponse(200, [("X", "ü")], b"b"))
+            assert reserve(store, key=key) == Replay(StoredResponse(200, [("X", "ü")], b"b"))
+    finally:
+        connection.close()
+        del options["server_side_binding"]
