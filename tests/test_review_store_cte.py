@@ -1,8 +1,8 @@
-"""Hostile review of the one-statement reservation on PostgreSQL (commit 61ef3ec).
+"""Defects a hostile review found in the one-statement reservation (commit 61ef3ec), now fixed.
 
-Each test here fails on the change as committed: it names a defect, and its docstring says what
-goes wrong and what it costs. Paths that were checked and found sound are in
-tests/test_store_cte_paths.py.
+Each test failed on that commit: its docstring says what went wrong and what it cost. The
+asynchronous commit of the reservation was dropped (the crash test); the churn answers in
+progress. Paths that were checked and found sound are in tests/test_store_cte_paths.py.
 """
 
 from __future__ import annotations

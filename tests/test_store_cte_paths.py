@@ -2,8 +2,8 @@
 
 Each test covers a path tests/test_store.py does not: the row read back by the statement
 decoded as the ORM decodes it, the statement's snapshot under real races (a row committed
-after the statement began, a holder that rolls back, a completion that rolls back), the
-asynchronous commit's scope, time zones, the async entry point and server-side binding.
+after the statement began, a holder that rolls back, a completion that rolls back), commits
+that stay synchronous on every entry point, time zones and server-side binding.
 """
 
 from __future__ import annotations
@@ -113,53 +113,6 @@ def test_a_completed_record_without_a_status_replays_200():
         scope="s", key="k", fingerprint="f", response_status=None, response_headers=[]
     )
     assert reserve(RecordStore()) == Replay(StoredResponse(200, [], b'{"id": 1}'))
-
-
-@pytest.mark.postgres
-def test_the_asynchronous_statement_turns_synchronous_commit_off_for_its_transaction():
-    """``set_config`` in the data-modifying CTE's RETURNING is evaluated (not pruned because
-    the outer query never reads it), and only where a row is inserted."""
-    statements = record_statements("default")
-    sql = statements.reservation(on_database_clock=True, autocommit=True)
-    assert sql is not None
-    store = RecordStore()
-    reserve(store, key="existing")
-    with transaction.atomic():
-        reserve(store, key="existing")  # conflict: nothing inserted, nothing set
-        assert synchronous_commit() == "on"
-        # The asynchronous variant, run here only to observe it before its commit.
-        values = {
-            "scope": "s",
-            "key": "new",
-            "fingerprint": "f",
-            "method": "POST",
-            "path": "/p",
-            "state": "in_progress",
-            "response_headers": [],
-            "response_body": b"",
-            "lease_token": None,
-            "locked_until": _from_now(LEASE),
-            "created_at": _now(),
-            "expires_at": _from_now(EXPIRY),
-        }
-        with connection.cursor() as cursor:
-            cursor.execute(sql, statements.reserve_or_read_params(connection, values))
-            assert cursor.fetchone()[1] is True
-        assert synchronous_commit() == "off"
-        transaction.set_rollback(True)
-    assert synchronous_commit() == "on"
-
-
-def _now() -> Any:
-    from idempotency.statements import NOW
-
-    return NOW
-
-
-def _from_now(duration: timedelta) -> Any:
-    from idempotency.statements import FromNow
-
-    return FromNow(duration)
 
 
 @pytest.mark.postgres
@@ -294,7 +247,7 @@ def test_a_deleted_and_reinserted_row_is_answered_as_of_the_statements_snapshot(
 
 @pytest.mark.row_locks
 def test_concurrent_first_requests_reserve_once():
-    """Threads race the reservation of one new key (autocommitted, asynchronous on PostgreSQL):
+    """Threads race the reservation of one new key (autocommitted):
     one reserves, every other is told it is in progress."""
     barrier = threading.Barrier(8)
 
