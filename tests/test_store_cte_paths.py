@@ -21,7 +21,6 @@ from django.test import override_settings
 
 from idempotency.models import IdempotencyRecord
 from idempotency.operations import arun_once, run_once
-from idempotency.statements import record_statements
 from idempotency.store import (
     InProgress,
     Mismatch,
