@@ -478,8 +478,9 @@ def synchronous_commit():
 
 @pytest.mark.postgres
 def test_a_reservation_inside_a_callers_transaction_leaves_its_commit_synchronous(clock):
-    """Only an autocommitted reservation commits asynchronously: inside a caller's transaction
-    the setting would last until the caller's commit, and its writes must be durable."""
+    """The reservation leaves every commit synchronous: inside a caller's transaction a
+    ``synchronous_commit`` set by it would last until the caller's commit, whose writes must be
+    durable (see docs/databases.md for why the reservation's own commit stays synchronous too)."""
     from django.db import transaction
 
     store = RecordStore(clock=clock)
