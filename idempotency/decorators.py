@@ -41,7 +41,7 @@ from idempotency.exceptions import (
     problem_response,
 )
 from idempotency.fingerprints import http_request_fingerprint
-from idempotency.keys import parse_key
+from idempotency.keys import header_value, parse_key
 from idempotency.options import (
     Duration,
     expiry_after_lease,
@@ -283,7 +283,7 @@ class _Guard:
         checked = "GET" if method == "HEAD" else method
         if checked not in {method.upper() for method in protected}:
             return None
-        raw = request.headers.get(idempotency_settings.HEADER)
+        raw = header_value(request, idempotency_settings.HEADER)
         if raw is None:
             required = self.options.required
             if not (idempotency_settings.REQUIRED if required is None else required):

@@ -31,7 +31,7 @@ from idempotency.exceptions import (
     RequestBodyTooLarge,
     problem_response,
 )
-from idempotency.keys import parse_key
+from idempotency.keys import header_value, parse_key
 from idempotency.options import Duration
 from idempotency.outcomes import RELEASING_EXCEPTIONS, is_final
 from idempotency.responses import (
@@ -179,7 +179,7 @@ class IdempotentMixin(_Base):
 
     def get_idempotency_key(self, request: Request) -> str | None:
         """The key sent with ``request``, ``None`` if absent; raises if malformed."""
-        raw = request.headers.get(idempotency_settings.HEADER)
+        raw = header_value(request, idempotency_settings.HEADER)
         if raw is None:
             return None
         return parse_key(raw, idempotency_settings.MAX_KEY_LENGTH)
@@ -269,7 +269,10 @@ class IdempotentMixin(_Base):
         if self._handler_for(method) == self.http_method_not_allowed:
             return False
         # Where the key is optional, a keyless request is told apart by the header alone.
-        return self.get_idempotency_required() or idempotency_settings.HEADER in request.headers
+        return (
+            self.get_idempotency_required()
+            or header_value(request, idempotency_settings.HEADER) is not None
+        )
 
     # DRF types these as Response; at run time any HttpResponse passes (finalize_response asserts
     # HttpResponseBase). Problems are plain HttpResponses so no negotiated renderer reformats them.
