@@ -332,6 +332,9 @@ class IdempotentMixin(_Base):
         self, request: Request, handler: Handler, attempt: Attempt
     ) -> HttpResponseBase:
         with attempt.holding():
+            # Resolved before the transaction opens: inside it runs only what must commit with
+            # the operation's writes (the operation, rendering, the snapshot, the completion).
+            replayed = self.get_idempotency_replayed_headers()
             try:
                 # The operation's writes and the record's completion commit together, or not
                 # at all: a fenced-out attempt (LeaseLostError) leaves nothing behind.
@@ -339,7 +342,7 @@ class IdempotentMixin(_Base):
                     response = self._final(request, handler(request, *self.args, **self.kwargs))
                     if self.should_store_idempotent_response(response, None):
                         response = storable(response)
-                        operation.complete(self._snapshot(response))
+                        operation.complete(snapshot(response, replayed))
                     else:
                         operation.discard()
                 if operation.completed:
@@ -351,8 +354,9 @@ class IdempotentMixin(_Base):
                 # is still its final outcome; refusals and crashes free the key.
                 response = self._final(request, self.handle_exception(exc))
                 if self.should_store_idempotent_response(response, exc):
-                    with attempt.transaction() as operation:
-                        operation.complete(self._snapshot(storable(response)))
+                    outcome = snapshot(storable(response), replayed)
+                    with attempt.transaction() as operation:  # the completion alone
+                        operation.complete(outcome)
                     return response
             attempt.release()
             return response
@@ -369,9 +373,6 @@ class IdempotentMixin(_Base):
         if render is not None:
             render()
         return response
-
-    def _snapshot(self, response: HttpResponseBase) -> StoredResponse:
-        return snapshot(response, self.get_idempotency_replayed_headers())
 
 
 def _refuse_oversized_body(request: Request) -> None:
