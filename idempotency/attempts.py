@@ -62,13 +62,18 @@ class Transaction:
         self.attempt = attempt
         self.completed = False
         self.committed = False
+        self.aborted = False
         self.status = 0
 
     def complete(self, outcome: StoredResponse) -> None:
         """Store the final outcome with the operation's writes (raises LeaseLostError if lost)."""
-        self.attempt.complete(outcome)
-        self.completed = True
         self.status = outcome.status
+        try:
+            self.attempt.complete(outcome)
+        except TransactionAborted:
+            self.aborted = True
+            raise
+        self.completed = True
 
     def discard(self) -> None:
         """Roll the operation's writes back: the outcome is not final."""
@@ -131,6 +136,16 @@ class Attempt:
                 transaction.on_commit(state._mark_committed, using=self.store.using)
                 yield state
         except Exception:
+            if state.aborted:
+                # Logged once rolled back: a log handler never runs while the transaction still
+                # holds the operation's row locks.
+                logger.error(
+                    "idempotency: the operation caught a database error inside its transaction "
+                    "without a savepoint, so its writes and its outcome (status %s) cannot be "
+                    "stored; nothing was kept. Wrap the statement that may fail in its own "
+                    "transaction.atomic() block (a savepoint) and catch the error outside it.",
+                    state.status,
+                )
             if not (state.committed and state.completed):
                 raise
             logger.exception(
@@ -146,7 +161,8 @@ class Attempt:
         """Store the final outcome; call it in the transaction that holds the operation's writes.
 
         Raises :class:`~idempotency.store.LeaseLostError` when another attempt took the key
-        over, and :class:`TransactionAborted` when the operation left its transaction unusable.
+        over, and :class:`TransactionAborted` when the operation left its transaction unusable
+        (:meth:`transaction` logs it, once the transaction is rolled back).
         """
         connection = transaction.get_connection(self.store.using)
         try:
@@ -156,13 +172,6 @@ class Attempt:
         except DatabaseError as error:
             if not _in_failed_transaction(error):
                 raise
-            logger.error(
-                "idempotency: the operation caught a database error inside its transaction "
-                "without a savepoint, so its writes and its outcome (status %s) cannot be "
-                "stored; nothing was kept. Wrap the statement that may fail in its own "
-                "transaction.atomic() block (a savepoint) and catch the error outside it.",
-                outcome.status,
-            )
             raise TransactionAborted() from error
         self.events.completed(outcome.status)
 

@@ -41,7 +41,7 @@ from idempotency.exceptions import (
     problem_response,
 )
 from idempotency.fingerprints import http_request_fingerprint
-from idempotency.keys import parse_key
+from idempotency.keys import header_value, parse_key
 from idempotency.options import (
     Duration,
     expiry_after_lease,
@@ -283,7 +283,7 @@ class _Guard:
         checked = "GET" if method == "HEAD" else method
         if checked not in {method.upper() for method in protected}:
             return None
-        raw = request.headers.get(idempotency_settings.HEADER)
+        raw = header_value(request, idempotency_settings.HEADER)
         if raw is None:
             required = self.options.required
             if not (idempotency_settings.REQUIRED if required is None else required):
@@ -327,6 +327,8 @@ class _Guard:
     def _protocol(self, attempt: Attempt) -> Protocol:
         # Raised errors (Http404 included) propagate as usual and free the key for a retry.
         with attempt.holding():
+            # Resolved before the transaction opens: nothing in it that can run outside it.
+            replayed = replayed_header_names(self.options.replayed_headers)
             # The view's writes and the record's completion commit together, or not at all.
             with attempt.transaction() as operation:
                 response = yield
@@ -335,7 +337,6 @@ class _Guard:
                     render()  # a TemplateResponse: store what will be sent
                 if is_final(response.status_code):
                     response = storable(response)
-                    replayed = replayed_header_names(self.options.replayed_headers)
                     operation.complete(snapshot(response, replayed))
                 else:
                     operation.discard()

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
+from django.http import HttpRequest
+from django.http.request import HttpHeaders
 from django.utils.translation import gettext as _
+from rest_framework.request import Request
 
 from idempotency.exceptions import IdempotencyKeyInvalid
 
@@ -13,6 +17,21 @@ _KEY_CHARS = re.compile(r"[\x21-\x2b\x2d-\x7e]+")
 # An RFC 8941 sf-string: the IETF draft defines the header as a structured-field String.
 _SF_STRING = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"')
 _SF_ESCAPE = re.compile(r"\\([\"\\])")
+
+
+def header_value(request: HttpRequest | Request, name: str) -> str | None:
+    """The value of header ``name`` in ``request``, as ``request.headers.get(name)`` reads it.
+
+    Read from ``META`` under its WSGI name: ``request.headers`` would normalise every header of
+    the request to find one.
+    """
+    value: str | None = request.META.get(_wsgi_name(name))
+    return value
+
+
+@lru_cache(maxsize=32)
+def _wsgi_name(name: str) -> str:
+    return HttpHeaders.to_wsgi_name(name)
 
 
 def parse_key(raw: str, max_length: int) -> str:

@@ -31,7 +31,7 @@ from idempotency.exceptions import (
     RequestBodyTooLarge,
     problem_response,
 )
-from idempotency.keys import parse_key
+from idempotency.keys import header_value, parse_key
 from idempotency.options import Duration
 from idempotency.outcomes import RELEASING_EXCEPTIONS, is_final
 from idempotency.responses import (
@@ -179,7 +179,7 @@ class IdempotentMixin(_Base):
 
     def get_idempotency_key(self, request: Request) -> str | None:
         """The key sent with ``request``, ``None`` if absent; raises if malformed."""
-        raw = request.headers.get(idempotency_settings.HEADER)
+        raw = header_value(request, idempotency_settings.HEADER)
         if raw is None:
             return None
         return parse_key(raw, idempotency_settings.MAX_KEY_LENGTH)
@@ -269,7 +269,10 @@ class IdempotentMixin(_Base):
         if self._handler_for(method) == self.http_method_not_allowed:
             return False
         # Where the key is optional, a keyless request is told apart by the header alone.
-        return self.get_idempotency_required() or idempotency_settings.HEADER in request.headers
+        return (
+            self.get_idempotency_required()
+            or header_value(request, idempotency_settings.HEADER) is not None
+        )
 
     # DRF types these as Response; at run time any HttpResponse passes (finalize_response asserts
     # HttpResponseBase). Problems are plain HttpResponses so no negotiated renderer reformats them.
@@ -329,6 +332,9 @@ class IdempotentMixin(_Base):
         self, request: Request, handler: Handler, attempt: Attempt
     ) -> HttpResponseBase:
         with attempt.holding():
+            # Resolved before the transaction opens: inside it runs only what must commit with
+            # the operation's writes (the operation, rendering, the snapshot, the completion).
+            replayed = self.get_idempotency_replayed_headers()
             try:
                 # The operation's writes and the record's completion commit together, or not
                 # at all: a fenced-out attempt (LeaseLostError) leaves nothing behind.
@@ -336,7 +342,7 @@ class IdempotentMixin(_Base):
                     response = self._final(request, handler(request, *self.args, **self.kwargs))
                     if self.should_store_idempotent_response(response, None):
                         response = storable(response)
-                        operation.complete(self._snapshot(response))
+                        operation.complete(snapshot(response, replayed))
                     else:
                         operation.discard()
                 if operation.completed:
@@ -348,8 +354,9 @@ class IdempotentMixin(_Base):
                 # is still its final outcome; refusals and crashes free the key.
                 response = self._final(request, self.handle_exception(exc))
                 if self.should_store_idempotent_response(response, exc):
-                    with attempt.transaction() as operation:
-                        operation.complete(self._snapshot(storable(response)))
+                    outcome = snapshot(storable(response), replayed)
+                    with attempt.transaction() as operation:  # the completion alone
+                        operation.complete(outcome)
                     return response
             attempt.release()
             return response
@@ -366,9 +373,6 @@ class IdempotentMixin(_Base):
         if render is not None:
             render()
         return response
-
-    def _snapshot(self, response: HttpResponseBase) -> StoredResponse:
-        return snapshot(response, self.get_idempotency_replayed_headers())
 
 
 def _refuse_oversized_body(request: Request) -> None:

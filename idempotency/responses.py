@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
+from functools import lru_cache
 
 from django.http import HttpResponse
 from django.http.response import HttpResponseBase
@@ -24,6 +25,12 @@ def replayed_header_names(names: Collection[str] | None = None) -> frozenset[str
     """
     if names is None:
         names = idempotency_settings.REPLAYED_HEADERS
+    return _stored_names(names if isinstance(names, tuple) else tuple(names))
+
+
+# Keyed by the names themselves (the setting's tuple, a view's): nothing to clear when they change.
+@lru_cache(maxsize=64)
+def _stored_names(names: tuple[str, ...]) -> frozenset[str]:
     return (frozenset(name.lower() for name in names) | {"content-type"}) - NEVER_REPLAYED_HEADERS
 
 

@@ -81,18 +81,21 @@ class KeyEvents:
 
     def announce(self, outcome: str, *, level: int = logging.INFO, **details: Any) -> None:
         signal = OUTCOMES[outcome]
-        results = signal.send_robust(
-            self.sender, scope=self.scope, key=self.key, request=self.request, **details
-        )
-        for receiver, result in results:
-            if isinstance(result, Exception):
-                logger.error(
-                    "idempotency: receiver %r of %r failed",
-                    receiver,
-                    outcome,
-                    exc_info=result,
-                    extra=self._extra(outcome, {}),
-                )
+        if signal.receivers:  # nothing connected: no arguments to build, nothing to send
+            results = signal.send_robust(
+                self.sender, scope=self.scope, key=self.key, request=self.request, **details
+            )
+            for receiver, result in results:
+                if isinstance(result, Exception):
+                    logger.error(
+                        "idempotency: receiver %r of %r failed",
+                        receiver,
+                        outcome,
+                        exc_info=result,
+                        extra=self._extra(outcome, {}),
+                    )
+        if not logger.isEnabledFor(level):
+            return  # no record to build: the level is off for this logger
         logger.log(
             level,
             "idempotency: %s scope=%s key=%s",

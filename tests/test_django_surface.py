@@ -11,6 +11,8 @@ methods, content negotiation, form and multipart bodies, ``USE_TZ=False``.
 from __future__ import annotations
 
 import json
+import logging
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -19,6 +21,7 @@ from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
 from gateway.models import Charge
+from idempotency import signals
 from idempotency.fingerprints import canonical, hash_document
 from idempotency.models import IdempotencyRecord
 from idempotency.operations import run_once
@@ -197,6 +200,83 @@ def test_writes_to_a_second_database_are_not_rolled_back_with_the_operation(clie
     assert not Widget.objects.exists()
     assert Charge.objects.filter(source="w").count() == 1  # the other system kept its write
     assert records() == []
+
+
+# What runs outside the operation's transaction ------------------------------------------------
+
+
+class _WhereItRan(logging.Handler):
+    """Records, for each idempotency log record, whether a transaction was open as it ran."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.seen = []
+
+    def emit(self, record):
+        self.seen.append((record.getMessage(), connection.in_atomic_block))
+
+
+@contextmanager
+def where_it_ran():
+    """Each signal and idempotency log line, with whether a transaction was open as it ran
+    and the key's state then (read on the same connection: outside a transaction, what is
+    committed)."""
+    handler = _WhereItRan()
+    logger = logging.getLogger("idempotency")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    sent = []
+
+    def receiver(sender, signal, **kwargs):
+        state = IdempotencyRecord.objects.filter(key=kwargs["key"]).values_list("state", flat=True)
+        sent.append((outcome_of[signal], connection.in_atomic_block, list(state)))
+
+    outcome_of = {signal: name for name, signal in signals.OUTCOMES.items()}
+    for signal in outcome_of:
+        signal.connect(receiver, weak=False)
+    try:
+        yield sent, handler.seen
+    finally:
+        for signal in outcome_of:
+            signal.disconnect(receiver)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+@pytest.mark.parametrize("url", ENTRY_POINTS)
+def test_signals_and_log_lines_run_outside_the_operations_transaction(client, url):
+    with where_it_ran() as (sent, logged):
+        assert send(client, url).status_code == 201
+        assert send(client, url)["Idempotent-Replayed"] == "true"
+
+    # "completed" is sent once the outcome is committed, never while its row locks are held.
+    assert sent == [
+        ("reserved", False, ["in_progress"]),
+        ("completed", False, ["completed"]),
+        ("replayed", False, ["completed"]),
+    ]
+    assert [in_atomic_block for _, in_atomic_block in logged] == [False, False, False]
+
+
+@pytest.mark.parametrize("url", ENTRY_POINTS)
+def test_a_released_key_is_announced_after_the_rollback(client, url):
+    with where_it_ran() as (sent, logged):
+        assert send(client, url, "django-forbidden").status_code == 403
+
+    assert sent == [("reserved", False, ["in_progress"]), ("released", False, [])]
+    assert [in_atomic_block for _, in_atomic_block in logged] == [False, False]
+
+
+@pytest.mark.parametrize("url", ENTRY_POINTS)
+def test_an_aborted_transaction_is_logged_after_its_rollback(client, url):
+    with where_it_ran() as (_, logged):
+        response = send(client, url, "caught-integrity-error")
+
+    assert problem_type(response) == "transaction-aborted"
+    aborted = [entry for entry in logged if "without a savepoint" in entry[0]]
+    # Logged once, by the transaction it aborted, after the rollback freed its locks.
+    assert aborted == [(aborted[0][0], False)]
 
 
 # Nested guards ---------------------------------------------------------------------------------

@@ -4,6 +4,9 @@ Run on SQLite (which would store anything) and on PostgreSQL (which would raise 
 
 from __future__ import annotations
 
+import sys
+import unicodedata
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpResponse
@@ -30,6 +33,19 @@ def test_a_scope_that_fits_is_returned_as_it_is():
 def test_a_scope_no_database_stores_alike_is_refused(scope):
     with pytest.raises(InvalidScope, match="here"):
         checked_scope(scope, "here")
+
+
+def test_every_control_character_and_lone_surrogate_is_refused_and_nothing_else():
+    # checked_scope scans with one pattern; it must name exactly Unicode's Cc and Cs categories.
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        unstorable = unicodedata.category(char) in ("Cc", "Cs")
+        try:
+            checked_scope(f"user:{char}", "the scope")
+        except InvalidScope:
+            assert unstorable, hex(code)
+        else:
+            assert not unstorable, hex(code)
 
 
 @pytest.mark.parametrize("scope", [None, 42, b"bytes"])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from rest_framework.test import APIRequestFactory
 
 from idempotency.models import IdempotencyRecord
 from tests.testapp.models import Widget
+from tests.testapp.views import WidgetView
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -67,3 +69,26 @@ def test_with_atomic_requests_unprotected_methods_keep_their_transaction(api, at
 
 def test_without_atomic_requests_unprotected_methods_run_in_autocommit(api):
     assert api.get("/test/atomic-check/").json() == {"in_atomic_block": False}
+
+
+def test_the_operations_transaction_holds_only_what_commits_with_it():
+    """The stored headers are resolved before the transaction opens; the operation, the
+    decision and the snapshot run inside it (the stored bytes commit with the writes)."""
+    seen = {}
+
+    class Spy(WidgetView):
+        def get_idempotency_replayed_headers(self):
+            seen["replayed headers"] = connection.in_atomic_block
+            return super().get_idempotency_replayed_headers()
+
+        def should_store_idempotent_response(self, response, exception):
+            seen["decision"] = connection.in_atomic_block
+            return super().should_store_idempotent_response(response, exception)
+
+    request = APIRequestFactory().post(
+        "/test/widgets", {"name": "a"}, format="json", HTTP_IDEMPOTENCY_KEY="a"
+    )
+    response = Spy.as_view()(request)
+
+    assert response.status_code == 201
+    assert seen == {"replayed headers": False, "decision": True}
