@@ -140,11 +140,12 @@ def test_full_run_measures_what_the_targets_judge_in_four_rounds_or_more():
                 assert (operation, rows, 8, variant) in measured
 
 
-def test_full_run_fits_in_ten_minutes():
-    # Each run costs its warm-up and duration plus ~0.1 s (load generator, CPU snapshots); the
-    # database fills, the replay pools, the store probes and the purge took ~100 s so far.
+def test_full_run_fits_in_ten_minutes_on_a_busy_machine():
+    # Measured with other work taking about one of the two cores: each run cost its warm-up and
+    # duration plus ~0.45 s (the load generator's start and last answers, CPU snapshots), and
+    # the fills, replay pools, store probes and the purge ~150 s.
     runs = len(cells(FULL)) * FULL.rounds
-    assert runs * (FULL.warmup + FULL.duration + 0.1) + 100 < 540
+    assert runs * (FULL.warmup + FULL.duration + 0.45) + 150 < 570
 
 
 def measured(operation, rows, variant, throughput, *, p99=50.0, cpu=(3.0, 0.5)):
