@@ -149,6 +149,8 @@ def statement_targets(
             )
             if floor_replay:
                 text += f"; floor {floor_replay['record_table']} ({floor_replay['statements']})"
+            else:
+                text += "; no floor measured: issue 5's limit of 2"
             replay_parts.append(text)
             replay_met = replay_met and (
                 replay["record_table"] <= limit and replay["operation"] == 0

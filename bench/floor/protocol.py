@@ -105,7 +105,15 @@ def protect(view: APIView, request: Request, operation: Operation) -> HttpRespon
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             response = operation(scope, key)
-            response = view.finalize_response(request, response, *view.args, **view.kwargs)
+            # Finalized and rendered here, inside the transaction, so its bytes are stored
+            # with the operation's writes (DRF types the argument as Response; any response
+            # passes).
+            response = view.finalize_response(
+                request,
+                response,  # type: ignore[arg-type]
+                *view.args,
+                **view.kwargs,
+            )
             if isinstance(response, Response):
                 response.render()
             assert isinstance(response, HttpResponse)  # the floor's views answer no streams
