@@ -21,12 +21,21 @@ COUNT_HEADER = "X-Bench-Count"
 RESULT_HEADER = "X-Bench-Queries"
 
 _TABLE = re.compile(r'(?:FROM|INTO|UPDATE)\s+"?([A-Za-z0-9_]+)"?', re.IGNORECASE)
+_WRITE = re.compile(r"\b(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
 
 
 def label(sql: str) -> str:
-    """``'SELECT "a"."b" FROM "payments_customer" ...'`` -> ``'SELECT payments_customer'``."""
+    """``'SELECT "a"."b" FROM "payments_customer" ...'`` -> ``'SELECT payments_customer'``.
+
+    A statement with a CTE is named by its first write: ``'WITH INSERT <table>'``.
+    """
     words = sql.split(None, 1)
     verb = words[0].upper() if words else ""
+    if verb == "WITH":
+        write = _WRITE.search(sql)
+        table = _TABLE.search(sql[write.start() :] if write else sql)
+        inner = write.group(1).upper() if write else "SELECT"
+        return f"WITH {inner} {table.group(1)}" if table else f"WITH {inner}"
     if verb in {"SELECT", "INSERT", "UPDATE", "DELETE"}:
         table = _TABLE.search(sql)
         return f"{verb} {table.group(1)}" if table else verb

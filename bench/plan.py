@@ -1,21 +1,108 @@
-"""What a run measures: the variants, the table sizes, the concurrencies, for how long."""
+"""What a run measures: the operations, their variants, the table sizes, for how long."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
-PAYMENTS_PATH = "/payments"
-BASELINE_PATH = "/bench/baseline/payments"  # routed by bench/urls.py
-BODY = json.dumps({"customerId": "cust_123", "amount": 100, "currency": "USD"})
 BENCH_USER = "bench"
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    description: str
+    body: str
+    # The path of each protocol: "baseline" (no idempotency), "mixin" (IdempotentMixin),
+    # "floor" (the minimal protocol by hand, bench/floor/protocol.py); routed by bench/urls.py.
+    paths: dict[str, str]
+
+
+PAYMENT = Operation(
+    "payment",
+    "the demo's `POST /payments`: a charge at the simulated gateway (its own database "
+    "connection and transaction) and a Payment row",
+    json.dumps({"customerId": "cust_123", "amount": 100, "currency": "USD"}),
+    {
+        "baseline": "/bench/baseline/payments",
+        "mixin": "/payments",
+        "floor": "/bench/floor/payments",
+    },
+)
+NOTE = Operation(
+    "note",
+    "the cheapest real operation: token authentication and one INSERT (a note from a tiny "
+    "JSON body)",
+    json.dumps({"text": "hello"}),
+    {
+        "baseline": "/bench/baseline/notes",
+        "mixin": "/bench/idempotent/notes",
+        "floor": "/bench/floor/notes",
+    },
+)
+HOT_ROW = Operation(
+    "hot-row",
+    "every request updates the same counter row (`select_for_update()`, then `save()`) in "
+    "its transaction",
+    json.dumps({"by": 1}),
+    {
+        "baseline": "/bench/baseline/counter",
+        "mixin": "/bench/idempotent/counter",
+        "floor": "/bench/floor/counter",
+    },
+)
+OPERATIONS = {operation.name: operation for operation in (PAYMENT, NOTE, HOT_ROW)}
+# The operation whose baseline a replay must beat (issue 11), and the one every stage measures.
+CHEAPEST = NOTE.name
+DEMO = PAYMENT.name
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    protocol: str  # which of the operation's paths: "baseline", "mixin" or "floor"
+    key_mode: str  # how the load generator picks keys (bench/loadgen.py)
+    replayed: bool  # whether every answer must carry Idempotent-Replayed: true
+
+
+# The baseline gets a fresh key too: the view ignores it, and every variant's requests cost
+# the load generator the same.
+BASELINE = Variant("baseline", "baseline", "fresh", False)
+FLOOR = Variant("floor", "floor", "fresh", False)
+FIRST = Variant("first", "mixin", "fresh", False)
+REPLAY = Variant("replay", "mixin", "pool", True)
+FLOOR_REPLAY = Variant("floor-replay", "floor", "pool", True)
+VARIANTS = {variant.name: variant for variant in (BASELINE, FLOOR, FIRST, REPLAY, FLOOR_REPLAY)}
+ALL = tuple(VARIANTS)
+ISSUE_5 = ("baseline", "first", "replay")
+# The variant whose keys a replay variant reuses (seeded through it before the stage).
+SEEDED_BY = {REPLAY.name: FIRST, FLOOR_REPLAY.name: FLOOR}
+
+
+def path(operation: str, variant: str) -> str:
+    return OPERATIONS[operation].paths[VARIANTS[variant].protocol]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One operation at one concurrency: its variants run back to back in every round."""
+
+    operation: str
+    concurrency: int
+    variants: tuple[str, ...] = ALL
+
+
+@dataclass(frozen=True)
+class Stage:
+    rows: int  # records stored before the stage
+    cells: tuple[Cell, ...]
 
 
 @dataclass(frozen=True)
 class Plan:
     name: str
-    rows: tuple[int, ...]  # records stored before each stage
-    concurrency: tuple[int, ...]
+    stages: tuple[Stage, ...]
     rounds: int
     warmup: float  # seconds run and discarded before each measurement
     duration: float  # seconds measured
@@ -23,27 +110,56 @@ class Plan:
     purge_expired: int  # expired records the purge deletes, beside the live ones of the stages
     store_probes: int  # new keys (and their replays) timed through RecordStore at each stage
 
+    @property
+    def rows(self) -> tuple[int, ...]:
+        return tuple(stage.rows for stage in self.stages)
 
-FULL = Plan("full", (0, 100_000, 1_000_000), (1, 8, 32), 5, 0.3, 1.5, 300, 1_000_000, 1000)
-QUICK = Plan("quick", (0, 10_000), (1, 8), 1, 0.3, 1.0, 50, 10_000, 100)
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    path: str
-    key_mode: str  # how the load generator picks keys (bench/loadgen.py)
-    replayed: bool  # whether every answer must carry Idempotent-Replayed: true
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "rows": list(self.rows)}
 
 
-# The baseline gets a fresh key too: the view ignores it, and every variant's requests cost
-# the load generator the same.
-BASELINE = Variant("baseline", BASELINE_PATH, "fresh", False)
-FIRST = Variant("first", PAYMENTS_PATH, "fresh", False)
-REPLAY = Variant("replay", PAYMENTS_PATH, "pool", True)
-VARIANTS = (BASELINE, FIRST, REPLAY)
+def _payment(*, floor_at: tuple[int, ...]) -> tuple[Cell, ...]:
+    """The demo's payment at 1, 8 and 32 (issue 5's cells); the floor's variants where asked."""
+    return tuple(
+        Cell(DEMO, concurrency, ALL if concurrency in floor_at else ISSUE_5)
+        for concurrency in (1, 8, 32)
+    )
 
 
-def rotation(items: tuple[Variant, ...], shift: int) -> list[Variant]:
+# Full: the payment at every size and concurrency (the floor's variants at concurrency 8); the
+# two new operations at concurrency 8 at the smallest and largest size. 204 runs of 1.5 s:
+# about 7.5 minutes on 2 cores, 9 when other work takes a core.
+_NEW_OPERATIONS = (Cell(NOTE.name, 8), Cell(HOT_ROW.name, 8))
+FULL = Plan(
+    "full",
+    (
+        Stage(0, (*_payment(floor_at=(8,)), *_NEW_OPERATIONS)),
+        Stage(100_000, _payment(floor_at=())),
+        Stage(1_000_000, (*_payment(floor_at=(8,)), *_NEW_OPERATIONS)),
+    ),
+    4,
+    0.3,
+    1.2,
+    300,
+    1_000_000,
+    1000,
+)
+# Quick (CI): every operation and variant once, at two sizes, in well under a minute.
+QUICK = Plan(
+    "quick",
+    (
+        Stage(0, (Cell(DEMO, 1, ISSUE_5), Cell(DEMO, 8), *_NEW_OPERATIONS)),
+        Stage(10_000, (Cell(DEMO, 1, ISSUE_5), Cell(DEMO, 8, ISSUE_5))),
+    ),
+    1,
+    0.2,
+    0.6,
+    50,
+    10_000,
+    100,
+)
+
+
+def rotation(items: tuple[str, ...], shift: int) -> list[str]:
     shift %= len(items)
     return [*items[shift:], *items[:shift]]

@@ -8,33 +8,45 @@ import time
 import uuid
 
 from bench.middleware import COUNT_HEADER, RESULT_HEADER
-from bench.plan import BASELINE_PATH, BODY, PAYMENTS_PATH
+from bench.plan import NOTE, OPERATIONS, PAYMENT, SEEDED_BY, VARIANTS, path
 from bench.server import HOST
 from bench.stats import percentile_ms
 
 
-def operation_counts() -> tuple[int, int]:
-    """(payments, gateway charges): a replay must change neither."""
+def operation_state(operation: str) -> tuple[int, ...]:
+    """What the operation changes (rows it adds, the counter it moves): a replay changes none."""
+    from bench.floor.models import HOT_ROW_ID, Counter, Note
     from gateway.models import Charge
     from payments.models import Payment
 
-    return Payment.objects.count(), Charge.objects.using("gateway").count()
+    if operation == PAYMENT.name:
+        return Payment.objects.count(), Charge.objects.using("gateway").count()
+    if operation == NOTE.name:
+        return (Note.objects.count(),)
+    return (Counter.objects.get(pk=HOT_ROW_ID).value,)
 
 
-def count_queries(port: int, token: str, replay_key: str) -> dict[str, list[str]]:
-    """Send one request per path with ``X-Bench-Count: 1`` and read back its SQL."""
-    paths = {
-        "baseline": (BASELINE_PATH, str(uuid.uuid4())),
-        "first": (PAYMENTS_PATH, str(uuid.uuid4())),
-        "replay": (PAYMENTS_PATH, replay_key),
-    }
+def count_queries(
+    port: int, token: str, operation: str, pools: dict[tuple[str, str], list[str]]
+) -> dict[str, list[str]]:
+    """Send one request per variant of ``operation`` with ``X-Bench-Count: 1``; read its SQL.
+
+    The replay variants reuse a key of their pool (when the stage seeded one).
+    """
     counted = {}
-    for name, (path, key) in paths.items():
+    for name in VARIANTS:
+        if name in SEEDED_BY:
+            pool = pools.get((operation, name))
+            if not pool:
+                continue
+            key = pool[0]
+        else:
+            key = str(uuid.uuid4())
         connection = http.client.HTTPConnection(HOST, port, timeout=30)
         connection.request(
             "POST",
-            path,
-            body=BODY,
+            path(operation, name),
+            body=OPERATIONS[operation].body,
             headers={
                 "Content-Type": "application/json",
                 "Authorization": f"Token {token}",
@@ -46,7 +58,7 @@ def count_queries(port: int, token: str, replay_key: str) -> dict[str, list[str]
         response.read()
         connection.close()
         if response.status != 201:
-            raise RuntimeError(f"counting {name}: status {response.status}")
+            raise RuntimeError(f"counting {operation} {name}: status {response.status}")
         counted[name] = json.loads(response.getheader(RESULT_HEADER) or "[]")
     return counted
 
@@ -59,7 +71,7 @@ def store_latency(scope: str, probes: int) -> dict[str, float]:
     from idempotency.store import RecordStore, Replay, Reserved, StoredResponse
 
     store = RecordStore()
-    outcome = StoredResponse(201, [("Content-Type", "application/json")], BODY.encode() * 2)
+    outcome = StoredResponse(201, [("Content-Type", "application/json")], PAYMENT.body.encode() * 2)
     first: list[int] = []
     replay: list[int] = []
     lease, expiry = timedelta(seconds=60), timedelta(hours=24)
@@ -70,7 +82,7 @@ def store_latency(scope: str, probes: int) -> dict[str, float]:
             key=key,
             fingerprint="bench-store-probe",
             method="POST",
-            path=PAYMENTS_PATH,
+            path=PAYMENT.paths["mixin"],
             lease=lease,
             expiry=expiry,
         )

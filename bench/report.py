@@ -4,13 +4,43 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.targets import cell, flatness, ratio, split
+from bench.plan import OPERATIONS
+from bench.targets import (
+    cell,
+    cpu_ms,
+    find,
+    flatness,
+    queries_by_operation,
+    ratio,
+    row_operation,
+    split,
+)
 
 VARIANT_LABELS = {
-    "baseline": "baseline (plain DRF view, no mixin)",
-    "first": "mixin, first request (new key)",
-    "replay": "mixin, replay of a completed key",
+    "baseline": "baseline: the plain view, no idempotency",
+    "floor": "floor: the minimal protocol by hand, new key",
+    "first": "first: IdempotentMixin, new key",
+    "replay": "replay: IdempotentMixin, completed key",
+    "floor-replay": "floor-replay: the floor, completed key",
 }
+# Which variant each is compared with in the "vs floor" column.
+FLOOR_OF = {
+    "floor": "floor",
+    "first": "floor",
+    "replay": "floor-replay",
+    "floor-replay": "floor-replay",
+}
+
+
+def order(row: dict[str, Any]) -> tuple[int, int, int, int]:
+    operations = list(OPERATIONS)
+    operation = row_operation(row)
+    return (
+        operations.index(operation) if operation in operations else len(operations),
+        row["rows"],
+        row["concurrency"],
+        list(VARIANT_LABELS).index(row["variant"]),
+    )
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -34,12 +64,22 @@ def markdown(results: dict[str, Any]) -> str:
         other_load_line(results),
         *(["", f"Note: {results['note']}"] if results.get("note") else []),
         "",
-        f"`POST /payments` through the simulated gateway, served by gunicorn "
+        "Three operations, served by gunicorn "
         f"({server['workers']} gthread workers x {server['threads']} threads) on PostgreSQL, "
-        f"driven over loopback by `bench/loadgen.py` in another process (keep-alive "
-        f"connections, closed loop). {plan['rounds']} round(s) of {plan['duration']} s "
-        f"(after {plan['warmup']} s of warm-up) per variant and cell, the variants alternating. "
-        "Throughput is the median over rounds; p50 and p99 pool every request of the rounds.",
+        "driven over loopback by `bench/loadgen.py` in another process (keep-alive "
+        "connections, closed loop):",
+        "",
+        *(f"- **{operation.name}**: {operation.description}." for operation in OPERATIONS.values()),
+        "",
+        "Each in up to five variants: " + "; ".join(VARIANT_LABELS.values()) + ". The floor "
+        "(`bench/floor/protocol.py`) is what any correct layer must pay: one autocommitted "
+        "statement that reserves the key or returns its row, then one transaction holding "
+        "the operation, the rendering and the fenced completion.",
+        "",
+        f"{plan['rounds']} round(s) of {plan['duration']} s (after {plan['warmup']} s of "
+        "warm-up) per variant and cell, the variants alternating. Throughput is the median "
+        "over rounds; p50 and p99 pool every request of the rounds. CPU per request is the "
+        "stable number on a busy machine; throughput is not.",
         "",
         "## Targets",
         "",
@@ -47,35 +87,43 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---|---|",
         *(f"| {v['target']} | {v['measured']} | {v['verdict']} |" for v in results["targets"]),
         "",
+        "## Side by side at concurrency 8",
+        "",
+        "vs floor: a new key against the floor's new key, a replay against the floor's replay. "
+        "CPU added: app + db per request over the baseline's.",
+        "",
+    ]
+    lines += side_by_side(results)
+    lines += [
         "## Queries per request (counted by `bench.middleware`, one request per path)",
         "",
-        "| path | statements | BEGIN/COMMIT/SAVEPOINT | on the record table | by the operation "
-        "| sequence |",
-        "|---|---|---|---|---|---|",
+        "| operation | variant | statements | BEGIN/COMMIT/SAVEPOINT | on the record table "
+        "| by the operation | sequence |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for name, labels in results["stages"][0]["queries"].items():
-        counted = split(labels)
-        lines.append(
-            f"| {VARIANT_LABELS[name]} | {counted['statements']} | "
-            f"{counted['transaction_control']} | {counted['record_table']} | "
-            f"{counted['operation']} | {'; '.join(labels)} |"
-        )
+    for operation, by_variant in queries_by_operation(results["stages"][0]).items():
+        for name, labels in by_variant.items():
+            counted = split(labels)
+            lines.append(
+                f"| {operation} | {name} | {counted['statements']} | "
+                f"{counted['transaction_control']} | {counted['record_table']} | "
+                f"{counted['operation']} | {'; '.join(labels)} |"
+            )
     lines += [
         "",
-        "## Latency and throughput",
+        "## Latency and throughput, every cell",
         "",
-        "| stored records | concurrency | variant | req/s | vs baseline | p50 ms | p99 ms "
-        "| p50 vs baseline | CPU ms/request: app / db | other load (cores) | requests | errors |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| operation | stored records | concurrency | variant | req/s | vs baseline | p50 ms "
+        "| p99 ms | p50 vs baseline | CPU ms/request: app / db | other load (cores) "
+        "| requests | errors |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in sorted(
-        results["latencies"],
-        key=lambda r: (r["rows"], r["concurrency"], list(VARIANT_LABELS).index(r["variant"])),
-    ):
-        base = cell(results, row["rows"], row["concurrency"], "baseline")
+    for row in sorted(results["latencies"], key=order):
+        base = cell(results, row["rows"], row["concurrency"], "baseline", row_operation(row))
         lines.append(
-            f"| {row['rows']:,} | {row['concurrency']} | {row['variant']} | "
-            f"{row['throughput']:.0f} | {ratio(row['throughput'], base['throughput']):.2f} | "
+            f"| {row_operation(row)} | {row['rows']:,} | {row['concurrency']} | "
+            f"{row['variant']} | {row['throughput']:.0f} | "
+            f"{ratio(row['throughput'], base['throughput']):.2f} | "
             f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
             f"{ratio(row['p50_ms'], base['p50_ms']):.2f} | "
             f"{row['cpu_ms_per_request']['app']:.2f} / {row['cpu_ms_per_request']['db']:.2f} | "
@@ -86,11 +134,14 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"## Latency as the record table grows ({plan['rows'][0]:,} -> {plan['rows'][-1]:,})",
         "",
-        "| variant | concurrency | p50 ms (small) | p50 ms (large) | change | baseline's change "
-        "| change relative to the baseline, paired by round |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "Judged: first and replay at concurrency 1 and 8 (the floor's rows for reference).",
+        "",
+        "| operation | variant | concurrency | stored records | p50 ms (small) | p50 ms (large) "
+        "| change | baseline's change | change relative to the baseline, paired by round |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|",
         *(
-            f"| {row['variant']} | {row['concurrency']} | {row['p50_small_ms']:.2f} | "
+            f"| {row['operation']} | {row['variant']} | {row['concurrency']} | "
+            f"{row['rows_small']:,} -> {row['rows_large']:,} | {row['p50_small_ms']:.2f} | "
             f"{row['p50_large_ms']:.2f} | {row['raw']:.2f}x | {row['baseline_drift']:.2f}x | "
             f"{row['normalized']:.2f}x |"
             for row in flatness(results)
@@ -132,6 +183,42 @@ def markdown(results: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def side_by_side(results: dict[str, Any]) -> list[str]:
+    """Per operation and table size, every variant at concurrency 8 against baseline and floor."""
+    lines = []
+    rows = sorted((row for row in results["latencies"] if row["concurrency"] == 8), key=order)
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row_operation(row), row["rows"]), []).append(row)
+    for (operation, stored), group in groups.items():
+        base = cell(results, stored, 8, "baseline", operation)
+        lines += [
+            f"**{operation}**, {stored:,} stored records:",
+            "",
+            "| variant | req/s | vs baseline | vs floor | p50 ms | p99 ms | p99 vs baseline "
+            "| CPU ms app | CPU ms db | CPU added ms |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in group:
+            floor = FLOOR_OF.get(row["variant"])
+            reference = find(results, operation, stored, 8, floor) if floor else None
+            versus = (
+                f"{ratio(row['throughput'], reference['throughput']):.2f}"
+                if reference is not None
+                else "-"
+            )
+            used = row["cpu_ms_per_request"]
+            lines.append(
+                f"| {row['variant']} | {row['throughput']:.0f} | "
+                f"{ratio(row['throughput'], base['throughput']):.2f} | {versus} | "
+                f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
+                f"{ratio(row['p99_ms'], base['p99_ms']):.2f} | {used['app']:.2f} | "
+                f"{used['db']:.2f} | {cpu_ms(row) - cpu_ms(base):+.2f} |"
+            )
+        lines.append("")
+    return lines
 
 
 def purge_lines(purge: dict[str, Any]) -> list[str]:

@@ -1,7 +1,8 @@
 """The benchmark run: fresh database, gunicorn, rounds of alternating variants, the purge.
 
-Every variant of a cell (rows x concurrency) runs once per round, in an order that rotates
-from round to round and cell to cell, so that a burst of machine noise falls on all of them.
+Every variant of a cell (operation x concurrency, at a stage's table size) runs once per round,
+in an order that rotates from round to round and cell to cell, so that a burst of machine noise
+falls on all of them.
 """
 
 from __future__ import annotations
@@ -20,8 +21,19 @@ from typing import Any
 
 from bench import cpu, database, machine
 from bench import purge as purge_bench
-from bench.plan import BENCH_USER, BODY, FIRST, REPLAY, VARIANTS, Plan, Variant, rotation
-from bench.probes import count_queries, operation_counts, store_latency
+from bench.plan import (
+    BENCH_USER,
+    OPERATIONS,
+    SEEDED_BY,
+    VARIANTS,
+    Cell,
+    Plan,
+    Stage,
+    Variant,
+    path,
+    rotation,
+)
+from bench.probes import count_queries, operation_state, store_latency
 from bench.server import HOST, Gunicorn
 from bench.stats import Sample, per_request, pooled
 
@@ -76,12 +88,14 @@ def close_django_connections() -> None:
     connections.close_all()
 
 
-def loadgen(context: Context, variant: Variant, concurrency: int, **extra: Any) -> dict[str, Any]:
+def loadgen(
+    context: Context, operation: str, variant: Variant, concurrency: int, **extra: Any
+) -> dict[str, Any]:
     spec = {
         "host": HOST,
         "port": context.port,
-        "path": variant.path,
-        "body": BODY,
+        "path": path(operation, variant.name),
+        "body": OPERATIONS[operation].body,
         "headers": {"Authorization": f"Token {context.token}"},
         "concurrency": concurrency,
         "duration": context.plan.duration,
@@ -106,67 +120,103 @@ def loadgen(context: Context, variant: Variant, concurrency: int, **extra: Any) 
     return result
 
 
-def seed_replay_pool(context: Context, stage: int) -> list[str]:
-    """Complete ``replay_pool`` keys through the real endpoint; the replays reuse them."""
-    keys = [f"replay-{stage}-{uuid.uuid4()}" for _ in range(context.plan.replay_pool)]
-    seeded = loadgen(context, FIRST, 8, key_mode="each", pool_keys=keys)
-    if seeded["errors"] or seeded["requests"] != len(keys):
-        raise RuntimeError(f"seeding the replay pool failed: {seeded}")
-    return keys
+Pools = dict[tuple[str, str], list[str]]  # (operation, replay variant) -> completed keys
+
+
+def seed_replay_pools(context: Context, stage_index: int, stage: Stage) -> Pools:
+    """Complete ``replay_pool`` keys per replay variant through the path it replays."""
+    pools: Pools = {}
+    for cell in stage.cells:
+        for name in cell.variants:
+            if name not in SEEDED_BY or (cell.operation, name) in pools:
+                continue
+            keys = [
+                f"replay-{stage_index}-{cell.operation}-{name}-{uuid.uuid4()}"
+                for _ in range(context.plan.replay_pool)
+            ]
+            seeded = loadgen(
+                context, cell.operation, SEEDED_BY[name], 8, key_mode="each", pool_keys=keys
+            )
+            if seeded["errors"] or seeded["requests"] != len(keys):
+                raise RuntimeError(f"seeding {cell.operation} {name} failed: {seeded}")
+            pools[(cell.operation, name)] = keys
+    return pools
 
 
 def run_stage(
-    context: Context, stage_index: int, rows: int, samples: list[Sample]
+    context: Context, stage_index: int, stage: Stage, samples: list[Sample]
 ) -> dict[str, Any]:
     plan = context.plan
     load_before = machine.load_average()
-    pool = seed_replay_pool(context, stage_index)
-    queries = count_queries(context.port, context.token, pool[0])
+    pools = seed_replay_pools(context, stage_index, stage)
+    queries = {
+        operation: count_queries(context.port, context.token, operation, pools)
+        for operation in dict.fromkeys(cell.operation for cell in stage.cells)
+    }
     store = store_latency(own_scope(), plan.store_probes)
     close_django_connections()
     for round_index in range(plan.rounds):
-        for cell, concurrency in enumerate(plan.concurrency):
-            for variant in rotation(VARIANTS, round_index + cell + stage_index):
-                before = operation_counts() if variant is REPLAY else None
-                close_django_connections()
-                groups = {
-                    "app": [context.server_pid, *cpu.children(context.server_pid)],
-                    "db": database.backend_pids(context.url),
-                }
-                start = cpu.snapshot(groups)
-                result = loadgen(context, variant, concurrency, pool_keys=pool)
-                used = cpu.usage(start, cpu.snapshot(groups))
-                if before is not None and operation_counts() != before:
-                    result["errors"] += 1
-                    result["error_samples"].append("a replay ran the operation")
-                close_django_connections()
-                sample = Sample(
-                    rows=rows,
-                    concurrency=concurrency,
-                    variant=variant.name,
-                    round=round_index,
-                    throughput=result["throughput"],
-                    requests=result["requests"],
-                    errors=result["errors"],
-                    error_samples=result["error_samples"],
-                    loadgen_cpu_share=result["cpu_seconds"] / (plan.warmup + plan.duration),
-                    cpu=per_request(used, result),
-                    latencies_us=result["latencies_us"],
-                )
-                samples.append(sample)
-                summary = sample.summary()
-                context.log(
-                    f"  rows={rows:>9} c={concurrency:>2} {variant.name:<8} "
-                    f"{summary['throughput']:>7.1f} req/s  p50 {summary['p50_ms']:>6.2f} ms  "
-                    f"p99 {summary['p99_ms']:>7.2f} ms  errors {summary['errors']}"
-                )
+        for cell_index, cell in enumerate(stage.cells):
+            shift = round_index + cell_index + stage_index
+            for name in rotation(cell.variants, shift):
+                samples.append(measure(context, stage.rows, cell, name, round_index, pools))
     return {
-        "rows": rows,
+        "rows": stage.rows,
         "rows_at_end": database.count(context.url),
         "load_average_before": load_before,
         "queries": queries,
         "store": store,
     }
+
+
+def measure(
+    context: Context, rows: int, cell: Cell, name: str, round_index: int, pools: Pools
+) -> Sample:
+    """One run of one variant, its CPU by process group, and (replays) the operation's state."""
+    variant = VARIANTS[name]
+    before = operation_state(cell.operation) if variant.replayed else None
+    close_django_connections()
+    groups = {
+        "app": [context.server_pid, *cpu.children(context.server_pid)],
+        "db": database.backend_pids(context.url),
+    }
+    start = cpu.snapshot(groups)
+    result = loadgen(
+        context,
+        cell.operation,
+        variant,
+        cell.concurrency,
+        pool_keys=pools.get((cell.operation, name), []),
+    )
+    used = cpu.usage(start, cpu.snapshot(groups))
+    if before is not None and operation_state(cell.operation) != before:
+        result["errors"] += 1
+        result["error_samples"].append("a replay ran the operation")
+    close_django_connections()
+    plan = context.plan
+    sample = Sample(
+        operation=cell.operation,
+        rows=rows,
+        concurrency=cell.concurrency,
+        variant=name,
+        round=round_index,
+        throughput=result["throughput"],
+        requests=result["requests"],
+        errors=result["errors"],
+        error_samples=result["error_samples"],
+        loadgen_cpu_share=result["cpu_seconds"] / (plan.warmup + plan.duration),
+        cpu=per_request(used, result),
+        latencies_us=result["latencies_us"],
+    )
+    summary = sample.summary()
+    cpu_used = summary["cpu_ms_per_request"]
+    context.log(
+        f"  rows={rows:>9} {cell.operation:<8} c={cell.concurrency:>2} {name:<12} "
+        f"{summary['throughput']:>7.1f} req/s  p50 {summary['p50_ms']:>6.2f} ms  "
+        f"p99 {summary['p99_ms']:>7.2f} ms  cpu {cpu_used['app']:.2f}+{cpu_used['db']:.2f} ms  "
+        f"errors {summary['errors']}"
+    )
+    return sample
 
 
 def run_purge(context: Context, scope: str, filled: int) -> dict[str, Any]:
@@ -205,18 +255,18 @@ def execute(
         assert server.process is not None
         context.server_pid = server.process.pid
         log(f"gunicorn: {workers} gthread workers x {threads} threads on {HOST}:{server.port}")
-        for stage_index, rows in enumerate(plan.rows):
-            if rows > filled:
-                log(f"records: filling to {rows}")
-                database.fill(url, filled + 1, rows, scope)
-                filled = rows
+        for stage_index, stage in enumerate(plan.stages):
+            if stage.rows > filled:
+                log(f"records: filling to {stage.rows}")
+                database.fill(url, filled + 1, stage.rows, scope)
+                filled = stage.rows
             else:
                 database.vacuum(url)
-            stages.append(run_stage(context, stage_index, rows, samples))
+            stages.append(run_stage(context, stage_index, stage, samples))
     close_django_connections()
     purge = run_purge(context, scope, filled)
     return {
-        "plan": plan.__dict__,
+        "plan": plan.as_dict(),
         "server": {"worker_class": "gthread", "workers": workers, "threads": threads},
         "machine": description,
         "load_average": {"start": load_start, "end": machine.load_average()},

@@ -9,6 +9,7 @@ from typing import Any
 
 @dataclass
 class Sample:
+    operation: str
     rows: int
     concurrency: int
     variant: str
@@ -24,6 +25,7 @@ class Sample:
     def summary(self) -> dict[str, Any]:
         ordered = sorted(self.latencies_us)
         return {
+            "operation": self.operation,
             "rows": self.rows,
             "concurrency": self.concurrency,
             "variant": self.variant,
@@ -63,16 +65,18 @@ def per_request(used: dict[str, float], result: dict[str, Any]) -> dict[str, flo
 
 
 def pooled(samples: list[Sample]) -> list[dict[str, Any]]:
-    """One row per (rows, concurrency, variant): latencies pooled over the rounds."""
-    cells: dict[tuple[int, int, str], list[Sample]] = {}
+    """One row per (operation, rows, concurrency, variant): latencies pooled over the rounds."""
+    cells: dict[tuple[str, int, int, str], list[Sample]] = {}
     for sample in samples:
-        cells.setdefault((sample.rows, sample.concurrency, sample.variant), []).append(sample)
+        cell = (sample.operation, sample.rows, sample.concurrency, sample.variant)
+        cells.setdefault(cell, []).append(sample)
     rows = []
-    for (stored, concurrency, variant), group in cells.items():
+    for (operation, stored, concurrency, variant), group in cells.items():
         ordered = sorted(latency for sample in group for latency in sample.latencies_us)
         throughputs = sorted(sample.throughput for sample in group)
         rows.append(
             {
+                "operation": operation,
                 "rows": stored,
                 "concurrency": concurrency,
                 "variant": variant,

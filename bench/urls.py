@@ -1,10 +1,14 @@
-"""The demo's URLs plus the baseline: the same payment operation without the mixin."""
+"""The demo's URLs plus the benchmark's: each operation plain, with the mixin, and at the floor.
+
+The paths are listed by operation in bench/plan.py.
+"""
 
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, re_path
 
+from bench.floor import views
 from config.urls import urlpatterns as demo_urlpatterns
 from payments.views import PaymentOperations
 
@@ -23,5 +27,12 @@ urlpatterns = [
         PaymentOperations.as_view({"post": "create"}),
         name="bench-baseline-payments",
     ),
+    path("bench/floor/payments", views.FloorPayments.as_view({"post": "create"})),
+    path("bench/baseline/notes", views.NoteOperations.as_view()),
+    path("bench/idempotent/notes", views.IdempotentNotes.as_view()),
+    path("bench/floor/notes", views.FloorNotes.as_view()),
+    path("bench/baseline/counter", views.CounterOperations.as_view()),
+    path("bench/idempotent/counter", views.IdempotentCounter.as_view()),
+    path("bench/floor/counter", views.FloorCounter.as_view()),
     *demo_urlpatterns,
 ]
