@@ -8,12 +8,12 @@ no savepoint inside a caller's transaction, no ERROR line in PostgreSQL's log. M
 MariaDB get ``INSERT IGNORE`` and the new row's id from the connection (``lastrowid``); elsewhere
 the store falls back to the ORM and its IntegrityError.
 
-On PostgreSQL one statement reserves a new key or, when the key exists, returns its row: a
-replay is one round trip (``RESERVE_OR_READ``). Its read sees the statement's snapshot, so a row
-committed after it began (the INSERT then waited for it) comes back as no row at all, and the
-store reads it with a second statement. The reservation commits synchronously: asynchronously,
-a database crash within ``wal_writer_delay`` lost a live holder's reservation and handed its key
-to a duplicate (see docs/databases.md).
+A key that exists is read back by a plain ``SELECT`` written here too, with the database's now
+in the same statement: the ORM compiled that query on every replay, in-progress answer and poll.
+One statement that reserves and reads back (``WITH reserved AS (INSERT ...) SELECT ... UNION ALL
+SELECT ...``) was measured on PostgreSQL and dropped: it saved a replay's round trip but cost
+more database CPU than the two statements on both paths, the most on new keys (its planning;
+docs/databases.md has the numbers).
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ INSERT_FIELDS = (
     "created_at",
     "expires_at",
 )
-# The columns of an existing row the reservation reads back (RESERVE_OR_READ), in this order.
+# The columns of an existing row the plain read returns after its id, in this order (then the
+# database's now).
 READ_FIELDS = (
     "state",
     "fingerprint",
@@ -97,18 +98,9 @@ class RecordStatements:
     complete_on_db_clock: str | None = None
     # A write that changes nothing: on SQLite it takes the database's write lock (RESERVED).
     take_write_lock: str = ""
-    # PostgreSQL's one-statement reservation (see above), on the app's clock (False) and on the
-    # database's (True); empty where the database has none. Its row: the new id and True, or the
-    # existing row's id, False and READ_FIELDS; the database's now last (None on the app's clock).
-    reserve_or_read: dict[bool, str] = field(default_factory=dict)
-
-    def reservation(self, *, on_database_clock: bool) -> str | None:
-        return self.reserve_or_read.get(on_database_clock)
-
-    def reserve_or_read_params(
-        self, connection: BaseDatabaseWrapper, values: dict[str, Any]
-    ) -> list[Any]:
-        return [*self.insert_params(connection, values), values["scope"], values["key"]]
+    # The key's row (id, READ_FIELDS, the database's now or NULL), by scope and key: on the app's
+    # clock (False) and on the database's (True).
+    read: dict[bool, str] = field(default_factory=dict)
 
     def insert_params(self, connection: BaseDatabaseWrapper, values: dict[str, Any]) -> list[Any]:
         return _prepared(connection, INSERT_FIELDS, values, self.clock)
@@ -213,27 +205,15 @@ def record_statements(alias: str) -> RecordStatements:
             f"AND {column('lease_token')} = %s AND {column('state')} = %s"
         )
 
-    def reserve_or_read_statement(clock: DatabaseClock | None) -> str:
-        placeholders = ", ".join(_placeholders(INSERT_FIELDS, clock))
+    def read_statement(clock: DatabaseClock | None) -> str:
+        fields = ", ".join(column(name) for name in ("id", *READ_FIELDS))
         now = clock.now if clock else "NULL"
-        read = ", ".join(column(name) for name in READ_FIELDS)
-        nothing = ", ".join("NULL" for _ in READ_FIELDS)
         return (
-            f"WITH reserved AS (INSERT INTO {table} ({columns}) VALUES ({placeholders}) "
-            f"ON CONFLICT ({column('scope')}, {column('key')}) DO NOTHING "
-            f"RETURNING {column('id')}) "
-            f"SELECT {column('id')}, TRUE, {nothing}, {now} FROM reserved UNION ALL "
-            f"SELECT {column('id')}, FALSE, {read}, {now} FROM {table} "
-            f"WHERE {column('scope')} = %s AND {column('key')} = %s "
-            f"AND NOT EXISTS (SELECT FROM reserved)"
+            f"SELECT {fields}, {now} FROM {table} "
+            f"WHERE {column('scope')} = %s AND {column('key')} = %s"
         )
 
     clock = database_clock(connection)
-    reserve_or_read = (
-        {False: reserve_or_read_statement(None), True: reserve_or_read_statement(clock)}
-        if connection.vendor == "postgresql"
-        else {}
-    )
     insert = insert_statement(None)
     insert_returns_id = connection.vendor != "mysql"
     complete = complete_statement(None)
@@ -258,5 +238,5 @@ def record_statements(alias: str) -> RecordStatements:
         insert_on_db_clock=insert_statement(clock) if clock else None,
         complete_on_db_clock=complete_statement(clock) if clock else None,
         take_write_lock=f"UPDATE {table} SET {column('id')} = {column('id')} WHERE 1 = 0",
-        reserve_or_read=reserve_or_read,
+        read={False: read_statement(None), True: read_statement(clock)},
     )

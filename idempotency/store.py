@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import IntegrityError, OperationalError, connections, router, transaction
-from django.db.models import JSONField, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from idempotency.dbclock import DatabaseNow, database_now
@@ -112,13 +112,22 @@ class RecordStore:
 
     def _read(self, scope: str, key: str, *, lock: bool = False) -> IdempotencyRecord | None:
         """The key's row; on the database's clock with that clock's now as ``db_now``, read by
-        the same statement (no extra round trip)."""
-        records = self._records()
-        if lock:
-            records = records.select_for_update()
+        the same statement (no extra round trip). Unlocked, by a statement written once (see
+        idempotency.statements); locked, by the ORM, whose record the decision may then save."""
+        if not lock:
+            return self._read_plain(scope, key)
+        records = self._records().select_for_update()
         if self._on_database_clock():
             records = records.annotate(db_now=DatabaseNow())
         return records.filter(scope=scope, key=key).first()
+
+    def _read_plain(self, scope: str, key: str) -> IdempotencyRecord | None:
+        connection = connections[self.using]
+        sql = record_statements(self.using).read[self._on_database_clock()]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [scope, key])
+            row = cursor.fetchone()
+        return None if row is None else _record_from_row(connection, self.using, scope, key, row)
 
     def _now_of(self, record: IdempotencyRecord, fallback: datetime | None) -> datetime:
         now = getattr(record, "db_now", None) or fallback
@@ -157,14 +166,15 @@ class RecordStore:
             # brings the database's now with the row.
             now = None if self._on_database_clock() else self._app_now()
             token = uuid.uuid4()
-            found = self._insert(scope, key, fingerprint, method, path, now, token, lease, expiry)
-            if isinstance(found, int):
-                return Reserved(found, token, expiry, scope, key)
+            record_id = self._insert(
+                scope, key, fingerprint, method, path, now, token, lease, expiry
+            )
+            if record_id is not None:
+                return Reserved(record_id, token, expiry, scope, key)
             # A completed record is final until it expires: replaying it needs no lock, and
-            # concurrent retries of a finished operation never queue behind each other. The
-            # INSERT may have read it already (PostgreSQL), else one plain read does.
-            # A live holder's key, too, is decided without a lock: neither writes.
-            existing = found or self._read(scope, key)
+            # concurrent retries of a finished operation never queue behind each other. A live
+            # holder's key, too, is decided without a lock: neither decision writes.
+            existing = self._read(scope, key)
             if existing is not None:
                 seen = self._now_of(existing, now)
                 if _final_or_held(existing, seen):
@@ -264,9 +274,8 @@ class RecordStore:
         token: uuid.UUID,
         lease: timedelta,
         expiry: timedelta,
-    ) -> int | IdempotencyRecord | None:
-        """INSERT the reservation and return its id; if the key exists, its row where the same
-        statement read it (PostgreSQL), else ``None``.
+    ) -> int | None:
+        """INSERT the reservation and return its id; ``None`` if the key exists.
 
         Outside a transaction it is one autocommitted statement: the reservation is visible to
         every other worker as soon as it returns. ``now`` None: the database's clock.
@@ -302,12 +311,6 @@ class RecordStore:
         if statements.insert is None:
             return self._insert_with_orm(values)
         connection = connections[self.using]
-        reservation = statements.reservation(on_database_clock=now is None)
-        if reservation is not None:
-            with connection.cursor() as cursor:
-                cursor.execute(reservation, statements.reserve_or_read_params(connection, values))
-                row = cursor.fetchone()
-            return None if row is None else _reserved_or_read(connection, row)
         params = statements.insert_params(connection, values)
         sql = statements.insert if now is not None else statements.insert_on_db_clock
         assert sql is not None
@@ -478,24 +481,34 @@ def _final_or_held(record: IdempotencyRecord, now: datetime) -> bool:
     return record.locked_until is not None and record.locked_until > now
 
 
-def _reserved_or_read(
-    connection: BaseDatabaseWrapper, row: tuple[Any, ...]
-) -> int | IdempotencyRecord:
-    """The new id, or the existing record, from a row of ``RESERVE_OR_READ``."""
-    record_id, reserved, *read, db_now = row
-    if reserved:
-        return int(record_id)
-    values = dict(zip(READ_FIELDS, read, strict=True))
-    headers = IdempotencyRecord._meta.get_field("response_headers")
-    assert isinstance(headers, JSONField)
-    # Loaded as text by Django's psycopg adapters, as the ORM would convert it.
-    values["response_headers"] = headers.from_db_value(
-        values["response_headers"], headers.cached_col, connection
+def _record_from_row(
+    connection: BaseDatabaseWrapper, using: str, scope: str, key: str, row: tuple[Any, ...]
+) -> IdempotencyRecord:
+    """The record of a row of ``RecordStatements.read``, its values converted as the ORM
+    converts them (JSON text, SQLite's and MySQL's datetimes). Only the decisions' fields are
+    read: nothing saves it."""
+    names = ("id", *READ_FIELDS, "created_at")  # the database's now converts as a datetime
+    *values, db_now = [
+        _from_db(connection, name, value) for name, value in zip(names, row, strict=True)
+    ]
+    record = IdempotencyRecord(
+        id=values[0], scope=scope, key=key, **dict(zip(READ_FIELDS, values[1:], strict=True))
     )
-    record = IdempotencyRecord(id=record_id, **values)
     if db_now is not None:
         record.db_now = db_now  # type: ignore[attr-defined]
     return record
+
+
+def _from_db(connection: BaseDatabaseWrapper, name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    column = IdempotencyRecord._meta.get_field(name).cached_col  # type: ignore[union-attr]
+    for convert in [
+        *connection.ops.get_db_converters(column),
+        *column.get_db_converters(connection),
+    ]:
+        value = convert(value, column, connection)
+    return value
 
 
 def _stored_response(record: IdempotencyRecord) -> StoredResponse:

@@ -26,27 +26,17 @@ EXPIRY = timedelta(hours=24)
 OUTCOME = StoredResponse(201, [("Content-Type", "application/json")], b'{"id": 1}')
 
 
-@pytest.fixture(params=["native", "two-statements", "orm"])
+@pytest.fixture(params=["native", "orm"])
 def store(request, clock, monkeypatch):
-    """Each test runs on the native statements (PostgreSQL: the one-statement reservation that
-    reads an existing row), on INSERT ... ON CONFLICT then a read (PostgreSQL's path for a row
-    committed after its statement began) and on the ORM fallback."""
-    from idempotency import store as store_module
-
-    native = store_module.record_statements
-    if request.param == "two-statements":
-        if not native("default").reserve_or_read:
-            pytest.skip("the native statements are these two here")
-        monkeypatch.setattr(
-            store_module,
-            "record_statements",
-            lambda alias: dataclasses.replace(native(alias), reserve_or_read={}),
-        )
+    """Each test runs on the native INSERT ... ON CONFLICT and on the ORM fallback."""
     if request.param == "orm":
+        from idempotency import store as store_module
+
+        native = store_module.record_statements
         monkeypatch.setattr(
             store_module,
             "record_statements",
-            lambda alias: dataclasses.replace(native(alias), insert=None, reserve_or_read={}),
+            lambda alias: dataclasses.replace(native(alias), insert=None),
         )
     return RecordStore(clock=clock)
 
@@ -320,12 +310,11 @@ class RowVanishesAfterTheCollision(RecordStore):
     vanishings = 1
 
     def _insert(self, scope, key, *args):
-        found = super()._insert(scope, key, *args)
-        if not isinstance(found, int) and self.vanishings:
+        record_id = super()._insert(scope, key, *args)
+        if record_id is None and self.vanishings:
             self.vanishings -= 1
             IdempotencyRecord.objects.filter(scope=scope, key=key).delete()
-            return None  # as if the collision's read came after the release
-        return found
+        return record_id
 
 
 def test_reserve_inserts_again_when_the_row_it_collided_with_vanished(store, clock):

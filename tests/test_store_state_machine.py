@@ -337,7 +337,7 @@ def machine_settings(request, monkeypatch):
     monkeypatch.setattr(
         store_module,
         "record_statements",
-        lambda alias: dataclasses.replace(native(alias), insert=None, reserve_or_read={}),
+        lambda alias: dataclasses.replace(native(alias), insert=None),
     )
     return settings(MACHINE_SETTINGS, max_examples=25)
 

@@ -1,8 +1,8 @@
-"""Defects a hostile review found in the one-statement reservation (commit 61ef3ec), now fixed.
+"""Defects a hostile review found in a reservation change (commit 61ef3ec), now fixed.
 
 Each test failed on that commit: its docstring says what went wrong and what it cost. The
 asynchronous commit of the reservation was dropped (the crash test); the churn answers in
-progress. Paths that were checked and found sound are in tests/test_store_cte_paths.py.
+progress. Paths that were checked and found sound are in tests/test_store_read_paths.py.
 """
 
 from __future__ import annotations
