@@ -51,22 +51,22 @@ class Purger:
         return purgeable(self.now(), self.using).count()
 
     def delete_batch(self, cutoff: datetime) -> tuple[int, int]:
-        """Delete one batch of records purgeable at ``cutoff``; return (picked, deleted)."""
+        """Delete one batch of records purgeable at ``cutoff``; return (picked, deleted): where
+        one statement picks and deletes (not InnoDB), both are what it deleted."""
         if connections[self.using].vendor == "mysql":
             return self._delete_batch_through_the_key_index(cutoff)
+        candidates = purgeable(cutoff, self.using).order_by("expires_at")
+        if connections[self.using].features.has_select_for_update_skip_locked:
+            # A row a request holds (it is deciding on that key) is left for a later batch.
+            candidates = candidates.select_for_update(skip_locked=True)
+        batch = candidates.values("pk")[: self.batch_size]
+        # One statement picks and deletes: no round trip of the ids while their locks are held.
+        # The conditions are checked again in it: a row a request reused, took over or
+        # completed since it was picked has moved its expiry past the cutoff (SQLite, without
+        # row locks; tests/test_store.py races them).
         with transaction.atomic(using=self.using):
-            candidates = purgeable(cutoff, self.using).order_by("expires_at")
-            if connections[self.using].features.has_select_for_update_skip_locked:
-                # A row a request holds (it is deciding on that key) is left for a later batch.
-                candidates = candidates.select_for_update(skip_locked=True)
-            ids = list(candidates.values_list("pk", flat=True)[: self.batch_size])
-            if not ids:
-                return 0, 0
-            # The conditions again: on databases without row locks a request may have reused,
-            # taken over or completed the row since it was picked (each moves its expiry past
-            # the cutoff; tests/test_store.py races them between the pick and the delete).
-            deleted, _ = purgeable(cutoff, self.using).filter(pk__in=ids).delete()
-        return len(ids), deleted
+            deleted, _ = purgeable(cutoff, self.using).filter(pk__in=batch).delete()
+        return deleted, deleted
 
     def _delete_batch_through_the_key_index(self, cutoff: datetime) -> tuple[int, int]:
         """InnoDB: lock the picked rows through the (scope, key) index, as every request does.
