@@ -73,8 +73,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "Each in up to five variants: " + "; ".join(VARIANT_LABELS.values()) + ". The floor "
         "(`bench/floor/protocol.py`) is what any correct layer must pay: one autocommitted "
-        "statement that reserves the key or returns its row, then one transaction holding "
-        "the operation, the rendering and the fenced completion.",
+        "INSERT that reserves the key (and a read of the row when the key is taken), then one "
+        "transaction holding the operation, the rendering and the fenced completion.",
         "",
         f"{plan['rounds']} round(s) of {plan['duration']} s (after {plan['warmup']} s of "
         "warm-up) per variant and cell, the variants alternating. Throughput is the median "

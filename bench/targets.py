@@ -141,7 +141,7 @@ def statement_targets(
         if "replay" in counted:
             replay = counted["replay"]
             floor_replay = counted.get("floor-replay")
-            # The floor's count on this database (one statement on PostgreSQL), else issue 5's 2.
+            # The floor's count on this database, else issue 5's 2.
             limit = floor_replay["record_table"] if floor_replay else 2
             text = (
                 f"{operation}: {replay['record_table']} on the record table "
@@ -167,7 +167,7 @@ def statement_targets(
     )
     verdict(
         "A replay issues no more statements on the record table than the floor's replay "
-        "(one statement on PostgreSQL) and never runs the operation",
+        "and never runs the operation",
         "; ".join(replay_parts) + f"; operations unchanged by replay runs: {not replay_ran}",
         (replay_met and not replay_ran) if replay_parts else None,
     )

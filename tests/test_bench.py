@@ -241,7 +241,7 @@ def test_replay_is_held_to_the_floors_statement_count():
     def replay_verdict(statements):
         return verdict(evaluate(results(statements)), "A replay issues")["verdict"]
 
-    assert replay_verdict(2) == "MISSED"  # the floor's replay is one statement
+    assert replay_verdict(2) == "MISSED"  # a floor whose replay is one statement
     assert replay_verdict(1) == "met"
 
 
@@ -354,9 +354,9 @@ class ScriptedCursor:
         return self.rows.pop(0)
 
 
-def test_floor_reads_a_row_committed_after_its_statements_snapshot():
+def test_floor_reads_the_row_that_holds_a_taken_key():
     existing = (7, False, "completed", "f", 201, "[]", b"{}")
-    cursor = ScriptedCursor([None, existing])  # the CTE collided and saw no row
+    cursor = ScriptedCursor([None, existing])  # the INSERT collided: no row back
 
     assert floor_reserve(cursor, {"key": "k"}) == existing
     assert cursor.executed == [RESERVE, READ]

@@ -5,8 +5,8 @@ same indexes, same scope strings), with nothing else: no settings lookups, signa
 generic fingerprinting, header filtering or ORM. A new key costs one autocommitted reservation
 (it must be visible to a concurrent duplicate before the operation runs), then one transaction
 holding the operation, the rendering of its response and the fenced completion. A completed key
-costs one statement: the reservation itself, which returns the existing row when the key is
-taken.
+costs the reservation, which collides, and one read of the row. (One statement that reserves or
+reads back costs PostgreSQL more CPU than these two on both paths: tools/statement_forms.py.)
 
 Left out because they cost nothing on the measured paths (a comparison, an untaken branch):
 taking over a dead holder's expired lease, reusing an expired key, waiting for a holder.
@@ -36,27 +36,18 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 STORED_HEADERS = ("Content-Type", "Location")
 ATTEMPTS = 3
 
-# Reserve the key, or read the row that holds it, in one round trip. The second branch reads
-# the statement's snapshot: a row committed by another attempt after it was taken collides
-# without being seen, and no row comes back (the fallback READ below then sees it).
+# Reserve the key; no row back when it is taken (READ then reads the row that holds it).
 RESERVE = f"""
-WITH ins AS (
-    INSERT INTO {TABLE} (
-        scope, key, fingerprint, method, path, state, response_headers, response_body,
-        lease_token, locked_until, created_at, expires_at
-    )
-    VALUES (
-        %(scope)s, %(key)s, %(fingerprint)s, %(method)s, %(path)s, 'in_progress', '[]', '',
-        %(token)s, now() + interval '60 seconds', now(), now() + interval '24 hours'
-    )
-    ON CONFLICT (scope, key) DO NOTHING
-    RETURNING id
+INSERT INTO {TABLE} (
+    scope, key, fingerprint, method, path, state, response_headers, response_body,
+    lease_token, locked_until, created_at, expires_at
 )
-SELECT id, true, NULL, NULL, NULL, NULL, NULL FROM ins
-UNION ALL
-SELECT id, false, state, fingerprint, response_status, response_headers, response_body
-FROM {TABLE}
-WHERE scope = %(scope)s AND key = %(key)s AND NOT EXISTS (SELECT 1 FROM ins)
+VALUES (
+    %(scope)s, %(key)s, %(fingerprint)s, %(method)s, %(path)s, 'in_progress', '[]', '',
+    %(token)s, now() + interval '60 seconds', now(), now() + interval '24 hours'
+)
+ON CONFLICT (scope, key) DO NOTHING
+RETURNING id, true
 """
 READ = f"""
 SELECT id, false, state, fingerprint, response_status, response_headers, response_body
@@ -136,8 +127,7 @@ def reserve(cursor: Any, params: dict[str, Any]) -> Row:
     for _attempt in range(ATTEMPTS):
         cursor.execute(RESERVE, params)
         row = cursor.fetchone()
-        if row is None:
-            # The conflicting row committed after this statement's snapshot: read it now.
+        if row is None:  # the key is taken: read the row that holds it
             cursor.execute(READ, params)
             row = cursor.fetchone()
         if row is not None:
