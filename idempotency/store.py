@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from django.conf import settings
 from django.db import IntegrityError, OperationalError, connections, router, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -189,8 +190,9 @@ class RecordStore:
             return decision
         # The key churned under every attempt (reserved and released again between two of our
         # statements): another attempt is at work on it, so this one is answered as "in
-        # progress" and comes back after the retry hint, rather than failing with a 500.
-        return InProgress(timedelta(0))
+        # progress" and comes back after the retry hint, rather than failing with a 500; the
+        # attempt now holding it may keep it for up to a lease.
+        return InProgress(lease)
 
     def _decide_under_lock(
         self,
@@ -510,10 +512,12 @@ _Converter = Callable[..., Any]
 def _read_columns(connection: BaseDatabaseWrapper) -> list[tuple[str, Any, list[_Converter]]]:
     """Each column of the read with the ORM's converters for it, looked up once per connection
     (about 60 us a row otherwise); the database's now converts as a datetime."""
-    columns: list[tuple[str, Any, list[_Converter]]] | None = getattr(
-        connection, "_idempotency_read_columns", None
-    )
-    if columns is None:
+    # Django picks MySQL's converters by USE_TZ when it looks them up: a cache built under
+    # another USE_TZ (override_settings in tests) would hand back the other kind of datetime.
+    cached = getattr(connection, "_idempotency_read_columns", None)
+    if cached is not None and cached[0] == settings.USE_TZ:
+        columns: list[tuple[str, Any, list[_Converter]]] = cached[1]
+    else:
         columns = []
         for name in ("id", *READ_FIELDS, _DB_NOW):
             field = IdempotencyRecord._meta.get_field("created_at" if name == _DB_NOW else name)
@@ -523,7 +527,7 @@ def _read_columns(connection: BaseDatabaseWrapper) -> list[tuple[str, Any, list[
                 *column.get_db_converters(connection),
             ]
             columns.append((name, column, converters))
-        connection._idempotency_read_columns = columns  # type: ignore[attr-defined]
+        connection._idempotency_read_columns = (settings.USE_TZ, columns)  # type: ignore[attr-defined]
     return columns
 
 
