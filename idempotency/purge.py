@@ -16,6 +16,7 @@ from typing import Any
 
 from django.db import connections, router, transaction
 from django.db.models import Q, QuerySet
+from django.db.models.signals import post_delete, pre_delete
 
 from idempotency.dbclock import database_now
 from idempotency.models import IdempotencyRecord
@@ -52,21 +53,50 @@ class Purger:
 
     def delete_batch(self, cutoff: datetime) -> tuple[int, int]:
         """Delete one batch of records purgeable at ``cutoff``; return (picked, deleted): where
-        one statement picks and deletes (not InnoDB), both are what it deleted."""
+        one statement picks and deletes (PostgreSQL, SQLite), both are what it deleted."""
         if connections[self.using].vendor == "mysql":
             return self._delete_batch_through_the_key_index(cutoff)
         candidates = purgeable(cutoff, self.using).order_by("expires_at")
-        if connections[self.using].features.has_select_for_update_skip_locked:
-            # A row a request holds (it is deciding on that key) is left for a later batch.
-            candidates = candidates.select_for_update(skip_locked=True)
-        batch = candidates.values("pk")[: self.batch_size]
-        # One statement picks and deletes: no round trip of the ids while their locks are held.
-        # The conditions are checked again in it: a row a request reused, took over or
-        # completed since it was picked has moved its expiry past the cutoff (SQLite, without
-        # row locks; tests/test_store.py races them).
         with transaction.atomic(using=self.using):
-            deleted, _ = purgeable(cutoff, self.using).filter(pk__in=batch).delete()
+            if connections[self.using].vendor == "postgresql":
+                deleted = self._delete_locked_batch(candidates)
+            else:
+                # SQLite: its write lock covers the statement; the IN list is computed once.
+                # The conditions are checked again beside it (tests/test_store.py races them
+                # where the pick is a statement of its own).
+                batch = candidates.values("pk")[: self.batch_size]
+                deleted, _ = purgeable(cutoff, self.using).filter(pk__in=batch).delete()
         return deleted, deleted
+
+    def _delete_locked_batch(self, candidates: QuerySet[IdempotencyRecord]) -> int:
+        """PostgreSQL: one statement locks a batch (skipping rows a request holds) and deletes it.
+
+        The pick is a MATERIALIZED CTE, run exactly once. As ``DELETE ... WHERE id IN (SELECT
+        ... LIMIT n FOR UPDATE SKIP LOCKED)``, a nested-loop plan ran the subquery again for each
+        outer row, its lock step skipped the rows already deleted, and the LIMIT walked on: one
+        batch deleted everything purgeable (CI caught 25 deleted where 10 were asked). Locked
+        rows are re-checked by PostgreSQL against the pick's conditions; nothing can change
+        them before the DELETE.
+        """
+        connection = connections[self.using]
+        pick = candidates.select_for_update(skip_locked=True).values("pk")[: self.batch_size]
+        if pre_delete.has_listeners(IdempotencyRecord) or post_delete.has_listeners(
+            IdempotencyRecord
+        ):
+            # Receivers get their signals from the ORM's delete of the locked rows.
+            ids = list(pick.values_list("pk", flat=True))
+            deleted, _ = IdempotencyRecord.objects.using(self.using).filter(pk__in=ids).delete()
+            return deleted
+        pick_sql, params = pick.query.get_compiler(using=self.using).as_sql()
+        quote = connection.ops.quote_name
+        table = quote(IdempotencyRecord._meta.db_table)
+        sql = (
+            f"WITH batch AS MATERIALIZED ({pick_sql}) "
+            f"DELETE FROM {table} WHERE {quote('id')} IN (SELECT * FROM batch)"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return int(cursor.rowcount)
 
     def _delete_batch_through_the_key_index(self, cutoff: datetime) -> tuple[int, int]:
         """InnoDB: lock the picked rows through the (scope, key) index, as every request does.

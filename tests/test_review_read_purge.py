@@ -41,7 +41,8 @@ def in_fresh_thread(work: Callable[[], Any]) -> Any:
 
 @pytest.mark.parametrize("first_use_tz", [True, False], ids=["then-use-tz-off", "then-use-tz-on"])
 def test_the_cached_read_converters_follow_a_use_tz_change(first_use_tz: bool) -> None:
-    """Defect (MariaDB/MySQL): ``_read_columns`` (now idempotency.rows) caches ``connection.ops.get_db_converters``
+    """Defect (MariaDB/MySQL): ``_read_columns`` (idempotency.rows) caches
+    ``connection.ops.get_db_converters``
     on the connection object, but MySQL's operations decide at lookup time whether a
     DateTimeField gets its aware-making converter (``if settings.USE_TZ``). A connection whose
     first plain read ran under one USE_TZ keeps that choice after ``override_settings(USE_TZ=
