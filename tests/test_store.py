@@ -462,12 +462,12 @@ def test_purge_racing_takeovers_never_deletes_a_taken_key(clock):
             store.complete(reservation, OUTCOME)
 
 
-def synchronous_commit():
-    from django.db import connection
+def synchronous_commit(alias="default"):
+    from django.db import connections
 
-    with connection.cursor() as cursor:
+    with connections[alias].cursor() as cursor:
         cursor.execute("SHOW synchronous_commit")
-        return cursor.fetchone()[0]
+        return str(cursor.fetchone()[0])
 
 
 @pytest.mark.postgres

@@ -32,29 +32,9 @@ from idempotency.store import (
     _stored_response,
 )
 from tests.factories import IdempotencyRecordFactory
+from tests.test_store import LEASE, reserve, synchronous_commit
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-LEASE = timedelta(seconds=60)
-EXPIRY = timedelta(hours=24)
-
-
-def reserve(store: RecordStore, key: str = "k", fingerprint: str = "f") -> Any:
-    return store.reserve(
-        scope="s",
-        key=key,
-        fingerprint=fingerprint,
-        method="POST",
-        path="/p",
-        lease=LEASE,
-        expiry=EXPIRY,
-    )
-
-
-def synchronous_commit() -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW synchronous_commit")
-        return str(cursor.fetchone()[0])
 
 
 def raw_connection() -> psycopg.Connection[Any]:

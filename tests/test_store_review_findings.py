@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,29 +17,10 @@ from django.db import connection, connections, transaction
 from idempotency.models import IdempotencyRecord
 from idempotency.operations import run_once
 from idempotency.store import InProgress, RecordStore, Reserved
+from tests.test_store import reserve, synchronous_commit
+from tests.test_store_read_paths import in_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-LEASE = timedelta(seconds=60)
-EXPIRY = timedelta(hours=24)
-
-
-def reserve(store: RecordStore, key: str = "k", fingerprint: str = "f"):
-    return store.reserve(
-        scope="s",
-        key=key,
-        fingerprint=fingerprint,
-        method="POST",
-        path="/p",
-        lease=LEASE,
-        expiry=EXPIRY,
-    )
-
-
-def synchronous_commit(alias: str = "default") -> str:
-    with connections[alias].cursor() as cursor:
-        cursor.execute("SHOW synchronous_commit")
-        return str(cursor.fetchone()[0])
 
 
 @pytest.mark.postgres
@@ -244,23 +223,6 @@ def test_a_database_crash_does_not_hand_a_live_holders_key_to_a_duplicate(crasha
 
     duplicate = reserve(store, key="asynchronous")
     assert not isinstance(duplicate, Reserved), "a second execution beside the live holder"
-
-
-def in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
-    """Run ``target`` in a thread of its own (its own Django connection); its result or error."""
-    out: list[Any] = []
-
-    def run() -> None:
-        try:
-            out.append(target())
-        except BaseException as error:  # reported to the test
-            out.append(error)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, out
 
 
 @pytest.mark.row_locks
