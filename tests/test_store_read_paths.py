@@ -45,6 +45,17 @@ def raw_connection() -> psycopg.Connection[Any]:
     return psycopg.connect(**params)
 
 
+def hold_uncommitted(other: psycopg.Connection[Any], key: str) -> None:
+    """Another worker's reservation of ``key`` (a live lease), left uncommitted on ``other``."""
+    other.execute(
+        "INSERT INTO idempotency_idempotencyrecord (scope, key, fingerprint, method, path,"
+        " state, response_headers, response_body, lease_token, locked_until, created_at,"
+        " expires_at) VALUES ('s', %s, 'f', 'POST', '/p', 'in_progress', '[]', '', NULL,"
+        " now() + interval '60 seconds', now(), now() + interval '1 day')",
+        [key],
+    )
+
+
 def in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
     """Run ``target`` in a thread of its own (its own Django connection); its result or error."""
     out: list[Any] = []
@@ -166,12 +177,7 @@ def test_a_row_committed_after_the_insert_began_is_read_by_the_plain_read(monkey
 
     monkeypatch.setattr(RecordStore, "_read", counting_read)
     with raw_connection() as other:
-        other.execute(
-            "INSERT INTO idempotency_idempotencyrecord (scope, key, fingerprint, method, path,"
-            " state, response_headers, response_body, lease_token, locked_until, created_at,"
-            " expires_at) VALUES ('s', 'late', 'f', 'POST', '/p', 'in_progress', '[]', '', NULL,"
-            " now() + interval '60 seconds', now(), now() + interval '1 day')"
-        )
+        hold_uncommitted(other, "late")
         thread, out = in_thread(lambda: reserve(store, key="late"))
         time.sleep(0.3)
         assert thread.is_alive(), "the INSERT waits for the uncommitted row"
@@ -187,12 +193,7 @@ def test_a_row_committed_after_the_insert_began_is_read_by_the_plain_read(monkey
 def test_a_holder_that_rolls_back_leaves_the_key_to_the_waiting_statement():
     store = RecordStore()
     with raw_connection() as other:
-        other.execute(
-            "INSERT INTO idempotency_idempotencyrecord (scope, key, fingerprint, method, path,"
-            " state, response_headers, response_body, lease_token, locked_until, created_at,"
-            " expires_at) VALUES ('s', 'gone', 'f', 'POST', '/p', 'in_progress', '[]', '', NULL,"
-            " now() + interval '60 seconds', now(), now() + interval '1 day')"
-        )
+        hold_uncommitted(other, "gone")
         thread, out = in_thread(lambda: reserve(store, key="gone"))
         time.sleep(0.3)
         other.rollback()
@@ -210,12 +211,7 @@ def test_a_deleted_and_reinserted_row_is_answered_from_the_new_row():
     store.complete(reserve(store, key="re"), StoredResponse(201, [], b"old"))
     with raw_connection() as other:
         other.execute("DELETE FROM idempotency_idempotencyrecord WHERE key = 're'")
-        other.execute(
-            "INSERT INTO idempotency_idempotencyrecord (scope, key, fingerprint, method, path,"
-            " state, response_headers, response_body, lease_token, locked_until, created_at,"
-            " expires_at) VALUES ('s', 're', 'f', 'POST', '/p', 'in_progress', '[]', '', NULL,"
-            " now() + interval '60 seconds', now(), now() + interval '1 day')"
-        )
+        hold_uncommitted(other, "re")
         thread, out = in_thread(lambda: reserve(store, key="re"))
         time.sleep(0.3)
         other.commit()
