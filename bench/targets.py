@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.database import RECORD_TABLE
 from bench.plan import CHEAPEST, DEMO, HOT_ROW, OPERATIONS
+from idempotency import reserve_function
 
 STATEMENTS = {"SELECT", "INSERT", "UPDATE", "DELETE", "WITH"}
 OPERATION_TABLES = ("payments_", "gateway_", "bench_floor_")
@@ -24,6 +25,12 @@ FLAT_JUDGED = ("first", "replay")
 FLAT_VARIANTS = ("first", "replay", "floor", "floor-replay")
 
 
+def on_record_table(label: str) -> bool:
+    """A statement on the record table, or a call of the store's function on PostgreSQL,
+    which reserves or reads there."""
+    return RECORD_TABLE in label or reserve_function.NAME in label
+
+
 def split(labels: list[str]) -> dict[str, Any]:
     """Statements vs transaction control, and which touch the record table or the operation."""
     bare = [label.split(": ", 1)[1] for label in labels]
@@ -31,7 +38,7 @@ def split(labels: list[str]) -> dict[str, Any]:
     return {
         "statements": len(statements),
         "transaction_control": len(bare) - len(statements),
-        "record_table": sum(RECORD_TABLE in label for label in statements),
+        "record_table": sum(on_record_table(label) for label in statements),
         "operation": sum(any(table in label for table in OPERATION_TABLES) for label in statements),
         "sequence": labels,
     }

@@ -3,6 +3,7 @@ from __future__ import annotations
 from importlib import import_module
 
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 from django.utils.translation import gettext_lazy as _
 
 
@@ -14,6 +15,9 @@ class IdempotencyConfig(AppConfig):
 
     def ready(self) -> None:
         from idempotency import checks  # noqa: F401  (registers the system checks)
+        from idempotency.reserve_function import forget
+
+        post_migrate.connect(forget, dispatch_uid="idempotency.reserve_function.forget")
 
         # Optional integrations cost nothing when their package is absent.
         try:

@@ -10,10 +10,10 @@ the store falls back to the ORM and its IntegrityError.
 
 A key that exists is read back by a plain ``SELECT`` written here too, with the database's now
 in the same statement: the ORM compiled that query on every replay, in-progress answer and poll.
-One statement that reserves and reads back (``WITH reserved AS (INSERT ...) SELECT ... UNION ALL
-SELECT ...``) was measured on PostgreSQL and dropped: it saved a replay's round trip but cost
-more database CPU than the two statements on both paths, the most on new keys (its planning;
-docs/databases.md has the numbers).
+On PostgreSQL both run inside one function call instead (idempotency.reserve_function); these
+statements stand in for it where it is missing. One plain statement that reserves and reads back
+(``WITH reserved AS (INSERT ...) SELECT ... UNION ALL SELECT ...``) was measured and dropped:
+it cost more database CPU than the two statements on both paths (docs/databases.md).
 """
 
 from __future__ import annotations

@@ -16,10 +16,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from django.db import IntegrityError, OperationalError, connections, router, transaction
+from django.db import (
+    IntegrityError,
+    OperationalError,
+    ProgrammingError,
+    connections,
+    router,
+    transaction,
+)
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from idempotency import reserve_function
 from idempotency.dbclock import DatabaseNow, database_now
 from idempotency.models import IdempotencyRecord
 from idempotency.rows import record_from_row
@@ -77,6 +85,18 @@ class Mismatch:
 
 
 Decision = Reserved | Replay | InProgress | Mismatch
+
+
+@dataclass(frozen=True)
+class Taken:
+    """The reservation collided: the key's row as it read it back (``read``; None if the row
+    was gone), or not read yet."""
+
+    record: IdempotencyRecord | None
+    read: bool
+
+
+_UNREAD = Taken(None, read=False)
 
 
 class LeaseLostError(Exception):
@@ -167,15 +187,13 @@ class RecordStore:
             # brings the database's now with the row.
             now = None if self._on_database_clock() else self._app_now()
             token = uuid.uuid4()
-            record_id = self._insert(
-                scope, key, fingerprint, method, path, now, token, lease, expiry
-            )
-            if record_id is not None:
-                return Reserved(record_id, token, expiry, scope, key)
+            claim = self._insert(scope, key, fingerprint, method, path, now, token, lease, expiry)
+            if isinstance(claim, int):
+                return Reserved(claim, token, expiry, scope, key)
             # A completed record is final until it expires: replaying it needs no lock, and
             # concurrent retries of a finished operation never queue behind each other. A live
             # holder's key, too, is decided without a lock: neither decision writes.
-            existing = self._read(scope, key)
+            existing = claim.record if claim.read else self._read(scope, key)
             if existing is not None:
                 seen = self._now_of(existing, now)
                 if _final_or_held(existing, seen):
@@ -276,12 +294,24 @@ class RecordStore:
         token: uuid.UUID,
         lease: timedelta,
         expiry: timedelta,
-    ) -> int | None:
-        """INSERT the reservation and return its id; ``None`` if the key exists.
+    ) -> int | Taken:
+        """INSERT the reservation and return its id; :class:`Taken` if the key exists.
 
         Outside a transaction it is one autocommitted statement: the reservation is visible to
-        every other worker as soon as it returns. ``now`` None: the database's clock.
+        every other worker as soon as it returns. ``now`` None: the database's clock. On
+        PostgreSQL one function call both reserves and reads a taken key's row back.
         """
+        connection = connections[self.using]
+        if reserve_function.available(connection):
+            try:
+                return self._reserve_or_read(
+                    connection, scope, key, fingerprint, method, path, now, token, lease, expiry
+                )
+            except ProgrammingError as error:
+                # Dropped since it was found: only outside a transaction, which the error
+                # did not break, do the two statements stand in for it at once.
+                if not reserve_function.missing(connection, error) or connection.in_atomic_block:
+                    raise
         statements = record_statements(self.using)
         if statements.insert is None and now is None:
             now = database_now(self.using)  # the ORM's INSERT takes values, not expressions
@@ -312,7 +342,6 @@ class RecordStore:
         }
         if statements.insert is None:
             return self._insert_with_orm(values)
-        connection = connections[self.using]
         params = statements.insert_params(connection, values)
         sql = statements.insert if now is not None else statements.insert_on_db_clock
         assert sql is not None
@@ -328,9 +357,45 @@ class RecordStore:
         # InnoDB's duplicate check locks the gap beside a key's delete-marked entries (a
         # released key's old row, until InnoDB purges it), so two INSERTs of one new key can
         # deadlock each other: the autocommitted statement is simply issued again.
-        return self._again_if_deadlocked(insert)
+        record_id = self._again_if_deadlocked(insert)
+        return _UNREAD if record_id is None else record_id
 
-    def _insert_with_orm(self, values: dict[str, Any]) -> int | None:
+    def _reserve_or_read(
+        self,
+        connection: BaseDatabaseWrapper,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        method: str,
+        path: str,
+        now: datetime | None,
+        token: uuid.UUID,
+        lease: timedelta,
+        expiry: timedelta,
+    ) -> int | Taken:
+        """The reservation by PostgreSQL's function (migration 0004): the new id, or the taken
+        key's row as the read after a collision returns it."""
+        params: list[Any] = [
+            scope,
+            key,
+            fingerprint,
+            method,
+            path,
+            token,
+            now,
+            lease,
+            max(lease, expiry),
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(reserve_function.CALL, params)
+            row = cursor.fetchone()
+        if row is None:  # taken, then released or purged before the function read it
+            return Taken(None, read=True)
+        if row[0]:
+            return int(row[1])
+        return Taken(record_from_row(connection, self.using, scope, key, row[1:]), read=True)
+
+    def _insert_with_orm(self, values: dict[str, Any]) -> int | Taken:
         record = IdempotencyRecord(**values)
         try:
             if transaction.get_connection(self.using).in_atomic_block:
@@ -340,8 +405,9 @@ class RecordStore:
             else:
                 record.save(using=self.using, force_insert=True)
         except IntegrityError:
-            return None
-        return record.pk
+            return _UNREAD
+        assert record.pk is not None
+        return int(record.pk)
 
     def _decide(
         self,

@@ -6,6 +6,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from idempotency import reserve_function
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 URL = "/test/widgets"
@@ -27,15 +29,33 @@ def statements(context):
 RECORDS = '"idempotency_idempotencyrecord"'
 
 
+def uses_function():
+    return reserve_function.available(connection)
+
+
 def is_reservation(query):
-    return query.startswith(f"INSERT INTO {RECORDS}")
+    return query.startswith(f"INSERT INTO {RECORDS}") or query.startswith(
+        f"SELECT * FROM {reserve_function.NAME}("
+    )
 
 
 def reads_record(query):
     return query.startswith("SELECT ") and f"FROM {RECORDS}" in query
 
 
+def collides(queries):
+    """The statements of a reservation that collided, read back: PostgreSQL's function alone,
+    elsewhere the INSERT and a SELECT. Returns how many they are."""
+    assert is_reservation(queries[0])
+    if uses_function():
+        return 1
+    assert reads_record(queries[1])
+    return 2
+
+
 def captured(api, key="q"):
+    """The statements of one request (the first of its process too: the store's lookup of its
+    function is no query of Django's)."""
     with CaptureQueriesContext(connection) as context:
         response = post(api, key)
     return response, statements(context)
@@ -52,13 +72,11 @@ def test_new_key_adds_two_statements_and_a_transaction(api):
     assert len(queries) == 5
 
 
-def test_replay_issues_two_statements_and_runs_nothing(api):
+def test_replay_issues_one_call_or_two_statements_and_runs_nothing(api):
     post(api)
     response, queries = captured(api)
     assert response["Idempotent-Replayed"] == "true"
-    assert is_reservation(queries[0])  # collides
-    assert reads_record(queries[1])  # completed: final
-    assert len(queries) == 2
+    assert len(queries) == collides(queries) == (1 if connection.vendor == "postgresql" else 2)
 
 
 def test_a_live_holders_key_is_decided_without_a_lock(api, clocked_store):
@@ -71,9 +89,7 @@ def test_a_live_holders_key_is_decided_without_a_lock(api, clocked_store):
         )
     queries = statements(context)
     assert response.status_code == 409
-    assert is_reservation(queries[0])  # collides
-    assert reads_record(queries[1])  # a live lease: 409, nothing written
-    assert len(queries) == 2
+    assert len(queries) == collides(queries)  # a live lease: 409, nothing written
 
 
 def test_a_lapsed_lease_is_taken_over_under_a_row_lock(api, clocked_store, clock):
@@ -87,8 +103,7 @@ def test_a_lapsed_lease_is_taken_over_under_a_row_lock(api, clocked_store, clock
         )
     queries = statements(context)
     assert response.status_code == 201
-    assert is_reservation(queries[0])  # collides
-    locked_read = 3
+    locked_read = collides(queries) + 1
     assert queries[locked_read - 1].startswith("BEGIN")
     assert reads_record(queries[locked_read])
     if connection.features.has_select_for_update:

@@ -6,6 +6,7 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 
 from idempotency.models import IdempotencyRecord
 from idempotency.store import (
@@ -16,6 +17,7 @@ from idempotency.store import (
     Replay,
     Reserved,
     StoredResponse,
+    Taken,
 )
 from tests.factories import IdempotencyRecordFactory
 
@@ -26,12 +28,19 @@ EXPIRY = timedelta(hours=24)
 OUTCOME = StoredResponse(201, [("Content-Type", "application/json")], b'{"id": 1}')
 
 
-@pytest.fixture(params=["native", "orm"])
+@pytest.fixture(params=["native", "statements", "orm"])
 def store(request, clock, monkeypatch):
-    """Each test runs on the native INSERT ... ON CONFLICT and on the ORM fallback."""
-    if request.param == "orm":
-        from idempotency import store as store_module
+    """Each test runs on the database's own reservation (PostgreSQL's function, elsewhere
+    INSERT ... ON CONFLICT or INSERT IGNORE), on the INSERT and SELECT that stand in for the
+    function where it is missing, and on the ORM fallback."""
+    from idempotency import reserve_function
+    from idempotency import store as store_module
 
+    if request.param != "native":
+        if request.param == "statements" and connection.vendor != "postgresql":
+            pytest.skip("the same statements as native: only PostgreSQL has the function")
+        monkeypatch.setattr(reserve_function, "available", lambda connection: False)
+    if request.param == "orm":
         native = store_module.record_statements
         monkeypatch.setattr(
             store_module,
@@ -310,11 +319,13 @@ class RowVanishesAfterTheCollision(RecordStore):
     vanishings = 1
 
     def _insert(self, scope, key, *args):
-        record_id = super()._insert(scope, key, *args)
-        if record_id is None and self.vanishings:
+        claim = super()._insert(scope, key, *args)
+        if isinstance(claim, Taken) and self.vanishings:
             self.vanishings -= 1
             IdempotencyRecord.objects.filter(scope=scope, key=key).delete()
-        return record_id
+            # PostgreSQL's function reads within the call: it would have found no row.
+            return Taken(None, read=True) if claim.read else claim
+        return claim
 
 
 def test_reserve_inserts_again_when_the_row_it_collided_with_vanished(store, clock):
@@ -335,7 +346,7 @@ class KeyChurns(RecordStore):
     other attempts reserve and release the key between every two statements of this one."""
 
     def _insert(self, *args):
-        return None
+        return Taken(None, read=False)
 
     def _read(self, *args, **kwargs):
         return None

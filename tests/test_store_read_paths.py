@@ -3,8 +3,8 @@
 Each test covers a path tests/test_store.py does not: the row read back by the store's own
 SELECT decoded as the ORM decodes it, the reservation under real races (a row committed after
 the INSERT began, a holder that rolls back, a completion that rolls back), commits that stay
-synchronous on every entry point, time zones and server-side binding. (Written for a
-one-statement reservation on PostgreSQL, since measured and dropped: docs/databases.md.)
+synchronous on every entry point, time zones and server-side binding. On PostgreSQL each runs
+on the reservation's function and on the two statements that stand in for it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import pytest
 from django.db import close_old_connections, connection, connections, transaction
 from django.test import override_settings
 
+from idempotency import reserve_function
 from idempotency.models import IdempotencyRecord
 from idempotency.operations import arun_once, run_once
 from idempotency.store import (
@@ -35,6 +36,17 @@ from tests.factories import IdempotencyRecordFactory
 from tests.test_store import LEASE, reserve, synchronous_commit
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True, params=["native", "statements"])
+def reservation(request, monkeypatch):
+    """Each path on the database's own reservation (PostgreSQL's function) and, on PostgreSQL,
+    on the INSERT and SELECT that stand in for the function where it is missing."""
+    if request.param == "statements":
+        if connection.vendor != "postgresql":
+            pytest.skip("the same statements as native: only PostgreSQL has the function")
+        monkeypatch.setattr(reserve_function, "available", lambda connection: False)
+    return request.param
 
 
 def raw_connection() -> psycopg.Connection[Any]:
@@ -165,8 +177,9 @@ def test_arun_once_runs_the_operation_with_synchronous_commit_on():
 
 @pytest.mark.postgres
 def test_a_row_committed_after_the_insert_began_is_read_by_the_plain_read(monkeypatch):
-    """The INSERT waits for an uncommitted conflicting INSERT; once it commits, the store's
-    plain read finds it (no lock needed: its holder's lease is live)."""
+    """The INSERT waits for an uncommitted conflicting INSERT; once it commits, the read
+    finds it (no lock needed: its holder's lease is live). The function's read is its own
+    statement, with a snapshot taken after the wait: the store reads nothing more."""
     store = RecordStore()
     reads: list[str] = []
     original = RecordStore._read
@@ -186,7 +199,7 @@ def test_a_row_committed_after_the_insert_began_is_read_by_the_plain_read(monkey
     (decision,) = out
     assert isinstance(decision, InProgress)
     assert timedelta(seconds=50) < decision.retry_after <= LEASE
-    assert reads == ["plain"]
+    assert reads == ([] if reserve_function.available(connection) else ["plain"])
 
 
 @pytest.mark.postgres

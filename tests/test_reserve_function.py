@@ -1,0 +1,131 @@
+"""PostgreSQL's reserve-or-read function (migration 0004) and the statements that stand in for
+it where it is missing: the store keeps every decision either way."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from importlib import import_module
+
+import pytest
+from django.core.management import call_command
+from django.db import ProgrammingError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from idempotency import reserve_function
+from idempotency.store import Mismatch, RecordStore, Replay, Reserved, StoredResponse
+
+function_migration = import_module("idempotency.migrations.0004_reserve_function")
+
+OUTCOME = StoredResponse(201, [("Content-Type", "application/json")], b'{"id": 1}')
+
+
+def reserve(store, key="k", fingerprint="f"):
+    return store.reserve(
+        scope="s",
+        key=key,
+        fingerprint=fingerprint,
+        method="POST",
+        path="/p",
+        lease=timedelta(seconds=60),
+        expiry=timedelta(hours=1),
+    )
+
+
+def the_protocol_holds(store):
+    """New key, replay, mismatch: what every reservation path decides."""
+    held = reserve(store)
+    assert isinstance(held, Reserved)
+    store.complete(held, OUTCOME)
+    assert reserve(store) == Replay(OUTCOME)
+    assert isinstance(reserve(store, fingerprint="other"), Mismatch)
+
+
+def drop_function():
+    with connection.cursor() as cursor:
+        cursor.execute(function_migration.DROP)
+
+
+def create_function():
+    with connection.cursor() as cursor:
+        cursor.execute(function_migration.CREATE)
+
+
+@pytest.fixture(autouse=True)
+def looked_up_again():
+    reserve_function.forget()
+    yield
+    reserve_function.forget()
+
+
+@pytest.mark.django_db
+def test_migrated_postgresql_has_it_and_other_databases_do_not():
+    assert reserve_function.available(connection) is (connection.vendor == "postgresql")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_missing_inside_a_callers_transaction_the_two_statements_stand_in():
+    """The test's transaction rolls the DROP back. The lookup raises no error, so it may run
+    inside a caller's transaction, which then goes on."""
+    drop_function()
+    store = RecordStore()
+    with CaptureQueriesContext(connection) as context:
+        the_protocol_holds(store)
+    calls = [q for q in context.captured_queries if q["sql"].startswith(reserve_function.CALL[:30])]
+    assert not calls
+    assert reserve_function.available(connection) is False
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_dropped_after_it_was_found_the_store_falls_back_outside_a_transaction():
+    store = RecordStore()
+    assert reserve_function.available(connection)
+    drop_function()
+    try:
+        the_protocol_holds(store)
+        assert reserve_function.available(connection) is False
+    finally:
+        create_function()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_dropped_after_it_was_found_a_callers_transaction_gets_the_error():
+    """The failed call broke the caller's transaction: going on in it would hide that."""
+    store = RecordStore()
+    assert reserve_function.available(connection)
+    drop_function()
+    try:
+        with pytest.raises(ProgrammingError), transaction.atomic():
+            reserve(store)
+        assert reserve_function.available(connection) is False
+        the_protocol_holds(store)  # outside a transaction now: the two statements
+    finally:
+        create_function()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrating_back_and_forth_drops_and_creates_it_and_the_store_follows():
+    """``migrate`` tells the store to look again (post_migrate): no stale answer either way."""
+    store = RecordStore()
+    postgresql = connection.vendor == "postgresql"
+    try:
+        call_command("migrate", "idempotency", "0003", verbosity=0)
+        assert reserve_function.available(connection) is False
+        the_protocol_holds(store)
+    finally:
+        call_command("migrate", "idempotency", verbosity=0)
+    assert reserve_function.available(connection) is postgresql
+    with CaptureQueriesContext(connection) as context:
+        assert reserve(store) == Replay(OUTCOME)
+    assert len(context.captured_queries) == (1 if postgresql else 2)
+
+
+@pytest.mark.django_db
+def test_the_lookup_is_no_query_in_djangos_log():
+    """Else it would land in whichever request or test of a process came first, and a
+    project's assertNumQueries would count one more statement depending on test order."""
+    with CaptureQueriesContext(connection) as context:
+        reserve_function.available(connection)
+    assert context.captured_queries == []
