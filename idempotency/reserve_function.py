@@ -20,7 +20,8 @@ SIGNATURE = (
 )
 # (reserved, id, READ_FIELDS..., db_now): the read's row behind a flag.
 CALL = f"SELECT * FROM {NAME}(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-_UNDEFINED_FUNCTION = "42883"
+# undefined_function, insufficient_privilege
+_GONE = frozenset({"42883", "42501"})
 
 _found: dict[tuple[str, str], bool] = {}
 
@@ -35,21 +36,35 @@ def available(connection: BaseDatabaseWrapper) -> bool:
     database = _database(connection)
     found = _found.get(database)
     if found is None:
-        # A catalog lookup that raises no error when the function is missing, so it may run
-        # inside a caller's transaction. On the driver's cursor: Django's query log would put
-        # it in whichever request or test came first (assertNumQueries), once per process.
-        connection.ensure_connection()
-        with connection.connection.cursor() as cursor:
-            cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL", [SIGNATURE])
-            row = cursor.fetchone()
-        _found[database] = found = bool(row and row[0])
+        _found[database] = found = _look_up(connection)
     return found
 
 
+def _look_up(connection: BaseDatabaseWrapper) -> bool:
+    """Whether the function exists and this role may call it (a hardened database may not
+    grant EXECUTE on new functions to PUBLIC; the table's privileges then still serve).
+
+    A catalog lookup that raises no error when the function is missing, so it may run inside a
+    caller's transaction. On the driver's cursor, so that Django's query log does not put it in
+    whichever request or test of a process came first (assertNumQueries); otherwise as Django's
+    own cursor runs a statement: a failed health check reconnects first, and a driver's error
+    becomes Django's (a lost connection: OperationalError, 503) and marks the connection.
+    """
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors, connection.connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COALESCE(HAS_FUNCTION_PRIVILEGE(TO_REGPROCEDURE(%s)::oid, 'EXECUTE'), FALSE)",
+            [SIGNATURE],
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
 def missing(connection: BaseDatabaseWrapper, error: ProgrammingError) -> bool:
-    """The call failed because the function is gone (dropped since it was found): from now on
-    the store uses the two statements."""
-    if getattr(error.__cause__, "sqlstate", None) != _UNDEFINED_FUNCTION:
+    """The call failed because the function is gone, or this role may no longer call it,
+    since it was found: from now on the store uses the two statements."""
+    if getattr(error.__cause__, "sqlstate", None) not in _GONE:
         return False
     _found[_database(connection)] = False
     return True

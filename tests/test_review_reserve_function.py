@@ -1,6 +1,7 @@
 """Hostile review of commit 9a9c195 (PostgreSQL's reserve function ``idempotency_reserve_v1``).
 
-Every test here fails on that commit and passes once the defect it names is fixed.
+Every test here but the last failed on that commit and passes since the lookup runs as Django's
+own cursor runs a statement and asks for the EXECUTE privilege.
 """
 
 from __future__ import annotations
@@ -184,3 +185,16 @@ def test_the_lookup_in_a_broken_transaction_raises_djangos_database_error():
             raised = error
         transaction.set_rollback(True)
     assert isinstance(raised, DatabaseError), f"{type(raised).__module__}.{type(raised).__name__}"
+
+
+@pytest.mark.postgres
+def test_execute_revoked_after_the_lookup_falls_back_outside_a_transaction(
+    least_privileged_app_role,
+):
+    """Found callable before the REVOKE: the call's 42501 tells the store to use the two
+    statements, which the role's table privileges allow."""
+    reserve_function._found[reserve_function._database(connection)] = True
+    store = RecordStore()
+    held = reserve(store)
+    assert isinstance(held, Reserved)
+    assert reserve_function.available(connection) is False
