@@ -129,3 +129,27 @@ def test_the_lookup_is_no_query_in_djangos_log():
     with CaptureQueriesContext(connection) as context:
         reserve_function.available(connection)
     assert context.captured_queries == []
+
+
+class RecordsElsewhere:
+    """A router that places the record table by model, on another database."""
+
+    def allow_migrate(self, db, app_label, model_name=None, **hints):
+        if model_name == "idempotencyrecord":
+            return db == "elsewhere"
+        return None
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_router_placing_the_table_by_model_places_the_function_with_it(settings):
+    """The migration tells routers which model its function serves: one that keeps the table
+    off this database keeps the migration's DROP off it too (without the hint, a router asked
+    about no model lets it run anywhere)."""
+    settings.DATABASE_ROUTERS = [RecordsElsewhere()]
+    try:
+        call_command("migrate", "idempotency", "0003", verbosity=0)
+        assert reserve_function.available(connection)
+    finally:
+        settings.DATABASE_ROUTERS = []
+        call_command("migrate", "idempotency", verbosity=0)

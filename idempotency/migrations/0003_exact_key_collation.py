@@ -45,5 +45,11 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(forwards, backwards, atomic=False, elidable=False),
+        migrations.RunPython(
+            forwards,
+            backwards,
+            atomic=False,
+            elidable=False,
+            hints={"model_name": "idempotencyrecord"},  # a router placing the table by model
+        ),
     ]

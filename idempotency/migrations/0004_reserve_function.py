@@ -80,5 +80,8 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(forwards, backwards, elidable=False),
+        # The hint lets a router that places the record table by model place the function too.
+        migrations.RunPython(
+            forwards, backwards, elidable=False, hints={"model_name": "idempotencyrecord"}
+        ),
     ]
