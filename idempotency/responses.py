@@ -117,9 +117,11 @@ def _log_too_large(limit: int) -> None:
 
 def replay_response(stored: StoredResponse) -> HttpResponse:
     """Rebuild the stored outcome, marked with ``Idempotent-Replayed: true``."""
-    response = HttpResponse(stored.body, status=stored.status)
-    del response["Content-Type"]
-    for name, value in stored.headers:
-        response[name] = value
-    response[REPLAYED_HEADER] = "true"
+    # Given to the constructor, the stored headers spare it a default Content-Type to compute
+    # and delete; one the outcome had none of (an empty DRF body) is deleted as before.
+    response = HttpResponse(
+        stored.body, status=stored.status, headers=[*stored.headers, (REPLAYED_HEADER, "true")]
+    )
+    if not any(name.lower() == "content-type" for name, _ in stored.headers):
+        del response["Content-Type"]
     return response

@@ -1,11 +1,13 @@
-"""The library's own Python time per request, on the demo's POST /payments.
+"""The library's own Python time per request, on the demo's POST /payments and the bench's note.
 
 Drives the demo through Django's test client (bench settings: DEBUG off, persistent connections)
-and measures this process's CPU time per request for three paths:
+and measures this process's CPU time per request for these paths:
 
 - ``baseline``: the same viewset without the mixin (``/bench/baseline/payments``);
 - ``new``: ``/payments`` with a fresh key each time;
-- ``replay``: ``/payments`` with keys already completed.
+- ``replay``: ``/payments`` with keys already completed;
+- ``note-baseline``, ``note-new``, ``note-replay``: the same three for the bench's note (token
+  authentication and one INSERT, the cheapest real operation: ``bench/floor/views.py``).
 
 Modes::
 
@@ -32,8 +34,18 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
-PATHS = ("baseline", "new", "replay")
-BODY = {"customerId": "cust_123", "amount": 100, "currency": "USD"}
+PATHS = ("baseline", "new", "replay", "note-baseline", "note-new", "note-replay")
+PAYMENT_BODY = {"customerId": "cust_123", "amount": 100, "currency": "USD"}
+NOTE_BODY = {"text": "hello"}
+# Each path: its URL, its body, and how it is keyed ("none", "new" or "replay").
+ROUTES: dict[str, tuple[str, dict[str, Any], str]] = {
+    "baseline": ("/bench/baseline/payments", PAYMENT_BODY, "none"),
+    "new": ("/payments", PAYMENT_BODY, "new"),
+    "replay": ("/payments", PAYMENT_BODY, "replay"),
+    "note-baseline": ("/bench/baseline/notes", NOTE_BODY, "none"),
+    "note-new": ("/bench/idempotent/notes", NOTE_BODY, "new"),
+    "note-replay": ("/bench/idempotent/notes", NOTE_BODY, "replay"),
+}
 
 
 def _setup() -> Callable[..., float]:
@@ -54,33 +66,34 @@ def _setup() -> Callable[..., float]:
     call_command("issue_token", "profiler", stdout=out)
     token = out.getvalue().strip()
     client = Client(HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=f"Token {token}")
-    body = json.dumps(BODY)
-    completed: list[str] = []
+    completed: dict[str, list[str]] = {}  # by URL
 
-    def post(url: str, key: str | None) -> None:
+    def post(url: str, body: str, key: str | None) -> None:
         headers = {} if key is None else {"Idempotency-Key": key}
         response = client.post(url, body, content_type="application/json", headers=headers)
         assert response.status_code == 201, (response.status_code, response.content[:300])
 
-    def keys(path: str, n: int) -> list[str | None]:
-        if path == "baseline":
+    def keys(url: str, body: str, keyed: str, n: int) -> list[str | None]:
+        if keyed == "none":
             return [None] * n
-        if path == "new":
+        if keyed == "new":
             return [uuid.uuid4().hex for _ in range(n)]
-        while len(completed) < n:  # replays of keys completed beforehand
+        done = completed.setdefault(url, [])
+        while len(done) < n:  # replays of keys completed beforehand
             key = uuid.uuid4().hex
-            post("/payments", key)
-            completed.append(key)
-        return list(completed[:n])
+            post(url, body, key)
+            done.append(key)
+        return list(done[:n])
 
     def run(path: str, n: int, *, profiler: Any = None) -> float:
-        url = "/bench/baseline/payments" if path == "baseline" else "/payments"
-        todo = keys(path, n)
+        url, data, keyed = ROUTES[path]
+        body = json.dumps(data)
+        todo = keys(url, body, keyed, n)
         if profiler is not None:
             profiler.enable()
         start = time.process_time()
         for key in todo:
-            post(url, key)
+            post(url, body, key)
         used = time.process_time() - start
         if profiler is not None:
             profiler.disable()
@@ -138,8 +151,9 @@ def compare(other: Path, n: int, rounds: int) -> None:
         a, b = medians["other"][path], medians["this"][path]
         print(f"{path:<10}{a:>10.3f}{b:>10.3f}{b / a:>12.3f}")
     for name in trees:
-        overhead = medians[name]["new"] - medians[name]["baseline"]
-        print(f"{name}: new key over baseline {overhead:.3f} ms")
+        for prefix in ("", "note-"):
+            overhead = medians[name][f"{prefix}new"] - medians[name][f"{prefix}baseline"]
+            print(f"{name}: {prefix}new key over {prefix}baseline {overhead:.3f} ms")
 
 
 def main(argv: list[str]) -> None:
