@@ -58,14 +58,15 @@ READ_FIELDS = (
     "expires_at",
 )
 COMPLETE_FIELDS = (
-    "state",
     "response_status",
     "response_headers",
     "response_body",
     "completed_at",
-    "locked_until",
     "expires_at",
 )
+# Written as literals, not parameters: each parameter costs the driver an adaptation per call.
+COMPLETED = IdempotencyRecord.State.COMPLETED.value
+IN_PROGRESS = IdempotencyRecord.State.IN_PROGRESS.value
 
 
 # On the database's clock (idempotency.dbclock), these columns are written as its ``now`` and
@@ -112,18 +113,12 @@ class RecordStatements:
             *_prepared(connection, COMPLETE_FIELDS, values, self.clock),
             record_id,
             _field("lease_token").get_db_prep_value(token, connection),
-            IdempotencyRecord.State.IN_PROGRESS.value,
         ]
 
     def release_params(
         self, connection: BaseDatabaseWrapper, scope: str, key: str, token: Any
     ) -> list[Any]:
-        return [
-            scope,
-            key,
-            _field("lease_token").get_db_prep_value(token, connection),
-            IdempotencyRecord.State.IN_PROGRESS.value,
-        ]
+        return [scope, key, _field("lease_token").get_db_prep_value(token, connection)]
 
 
 def _prepared(
@@ -201,8 +196,9 @@ def record_statements(alias: str) -> RecordStatements:
             )
         )
         return (
-            f"UPDATE {table} SET {assignments} WHERE {column('id')} = %s "
-            f"AND {column('lease_token')} = %s AND {column('state')} = %s"
+            f"UPDATE {table} SET {column('state')} = '{COMPLETED}', {assignments}, "
+            f"{column('locked_until')} = NULL WHERE {column('id')} = %s "
+            f"AND {column('lease_token')} = %s AND {column('state')} = '{IN_PROGRESS}'"
         )
 
     def read_statement(clock: DatabaseClock | None) -> str:
@@ -221,7 +217,7 @@ def record_statements(alias: str) -> RecordStatements:
     # reservation's row, the state keeps a completed outcome.
     condition = (
         f"{column('scope')} = %s AND {column('key')} = %s "
-        f"AND {column('lease_token')} = %s AND {column('state')} = %s"
+        f"AND {column('lease_token')} = %s AND {column('state')} = '{IN_PROGRESS}'"
     )
     release = f"DELETE FROM {table} WHERE {condition}"
     if connection.vendor == "mysql":

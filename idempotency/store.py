@@ -480,11 +480,9 @@ class RecordStore:
             sql = statements.complete
         assert sql is not None
         values = {
-            "state": State.COMPLETED,
             "response_status": response.status,
             "response_headers": [list(header) for header in response.headers],
             "response_body": response.body,
-            "locked_until": None,
             **times,
         }
         connection = connections[self.using]
