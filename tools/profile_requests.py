@@ -6,8 +6,11 @@ and measures this process's CPU time per request for these paths:
 - ``baseline``: the same viewset without the mixin (``/bench/baseline/payments``);
 - ``new``: ``/payments`` with a fresh key each time;
 - ``replay``: ``/payments`` with keys already completed;
-- ``note-baseline``, ``note-new``, ``note-replay``: the same three for the bench's note (token
-  authentication and one INSERT, the cheapest real operation: ``bench/floor/views.py``).
+- ``floor``, ``floor-replay``: the same payment protected by the floor (the minimal protocol by
+  hand, ``bench/floor/protocol.py``), a new key and a completed one;
+- ``note-baseline``, ``note-new``, ``note-replay``, ``note-floor``, ``note-floor-replay``: the
+  same for the bench's note (token authentication and one INSERT, the cheapest real operation:
+  ``bench/floor/views.py``).
 
 Modes::
 
@@ -34,7 +37,18 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
-PATHS = ("baseline", "new", "replay", "note-baseline", "note-new", "note-replay")
+PATHS = (
+    "baseline",
+    "floor",
+    "new",
+    "replay",
+    "floor-replay",
+    "note-baseline",
+    "note-floor",
+    "note-new",
+    "note-replay",
+    "note-floor-replay",
+)
 PAYMENT_BODY = {"customerId": "cust_123", "amount": 100, "currency": "USD"}
 NOTE_BODY = {"text": "hello"}
 # Each path: its URL, its body, and how it is keyed ("none", "new" or "replay").
@@ -45,6 +59,11 @@ ROUTES: dict[str, tuple[str, dict[str, Any], str]] = {
     "note-baseline": ("/bench/baseline/notes", NOTE_BODY, "none"),
     "note-new": ("/bench/idempotent/notes", NOTE_BODY, "new"),
     "note-replay": ("/bench/idempotent/notes", NOTE_BODY, "replay"),
+    # The floor (bench/floor/protocol.py): the minimal protocol by hand, the same handlers.
+    "floor": ("/bench/floor/payments", PAYMENT_BODY, "new"),
+    "floor-replay": ("/bench/floor/payments", PAYMENT_BODY, "replay"),
+    "note-floor": ("/bench/floor/notes", NOTE_BODY, "new"),
+    "note-floor-replay": ("/bench/floor/notes", NOTE_BODY, "replay"),
 }
 
 
@@ -142,18 +161,22 @@ def compare(other: Path, n: int, rounds: int) -> None:
             ).stdout
             results[name].append(json.loads(output.strip().splitlines()[-1]))
     print(f"CPU ms per request (median of {rounds} runs, each the least of 8 rounds of {n})")
-    print(f"{'path':<10}{'other':>10}{'this':>10}{'this/other':>12}")
+    print(f"{'path':<18}{'other':>10}{'this':>10}{'this/other':>12}")
     medians: dict[str, dict[str, float]] = {
         name: {path: statistics.median(r[path] for r in runs) for path in PATHS}
         for name, runs in results.items()
     }
     for path in PATHS:
         a, b = medians["other"][path], medians["this"][path]
-        print(f"{path:<10}{a:>10.3f}{b:>10.3f}{b / a:>12.3f}")
+        print(f"{path:<18}{a:>10.3f}{b:>10.3f}{b / a:>12.3f}")
     for name in trees:
         for prefix in ("", "note-"):
             overhead = medians[name][f"{prefix}new"] - medians[name][f"{prefix}baseline"]
-            print(f"{name}: {prefix}new key over {prefix}baseline {overhead:.3f} ms")
+            above = medians[name][f"{prefix}new"] - medians[name][f"{prefix}floor"]
+            print(
+                f"{name}: {prefix}new key over {prefix}baseline {overhead:.3f} ms, "
+                f"over {prefix}floor {above:.3f} ms"
+            )
 
 
 def main(argv: list[str]) -> None:
