@@ -303,10 +303,11 @@ class RecordStore:
         """
         connection = connections[self.using]
         if reserve_function.available(connection):
+            # The function's arguments, in its order (migration 0004).
+            keep = max(lease, expiry)
+            arguments: list[Any] = [scope, key, fingerprint, method, path, token, now, lease, keep]
             try:
-                return self._reserve_or_read(
-                    connection, scope, key, fingerprint, method, path, now, token, lease, expiry
-                )
+                return self._reserve_or_read(connection, scope, key, arguments)
             except ProgrammingError as error:
                 # Dropped since it was found: only outside a transaction, which the error
                 # did not break, do the two statements stand in for it at once.
@@ -361,33 +362,12 @@ class RecordStore:
         return _UNREAD if record_id is None else record_id
 
     def _reserve_or_read(
-        self,
-        connection: BaseDatabaseWrapper,
-        scope: str,
-        key: str,
-        fingerprint: str,
-        method: str,
-        path: str,
-        now: datetime | None,
-        token: uuid.UUID,
-        lease: timedelta,
-        expiry: timedelta,
+        self, connection: BaseDatabaseWrapper, scope: str, key: str, arguments: list[Any]
     ) -> int | Taken:
         """The reservation by PostgreSQL's function (migration 0004): the new id, or the taken
         key's row as the read after a collision returns it."""
-        params: list[Any] = [
-            scope,
-            key,
-            fingerprint,
-            method,
-            path,
-            token,
-            now,
-            lease,
-            max(lease, expiry),
-        ]
         with connection.cursor() as cursor:
-            cursor.execute(reserve_function.CALL, params)
+            cursor.execute(reserve_function.CALL, arguments)
             row = cursor.fetchone()
         if row is None:  # taken, then released or purged before the function read it
             return Taken(None, read=True)

@@ -76,33 +76,35 @@ def test_missing_inside_a_callers_transaction_the_two_statements_stand_in():
     assert reserve_function.available(connection) is False
 
 
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-def test_dropped_after_it_was_found_the_store_falls_back_outside_a_transaction():
-    store = RecordStore()
+@pytest.fixture
+def dropped_after_it_was_found():
+    """The function was found, then dropped; created again after the test."""
     assert reserve_function.available(connection)
     drop_function()
-    try:
-        the_protocol_holds(store)
-        assert reserve_function.available(connection) is False
-    finally:
-        create_function()
+    yield
+    create_function()
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_dropped_after_it_was_found_a_callers_transaction_gets_the_error():
+def test_dropped_after_it_was_found_the_store_falls_back_outside_a_transaction(
+    dropped_after_it_was_found,
+):
+    the_protocol_holds(RecordStore())
+    assert reserve_function.available(connection) is False
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_dropped_after_it_was_found_a_callers_transaction_gets_the_error(
+    dropped_after_it_was_found,
+):
     """The failed call broke the caller's transaction: going on in it would hide that."""
     store = RecordStore()
-    assert reserve_function.available(connection)
-    drop_function()
-    try:
-        with pytest.raises(ProgrammingError), transaction.atomic():
-            reserve(store)
-        assert reserve_function.available(connection) is False
-        the_protocol_holds(store)  # outside a transaction now: the two statements
-    finally:
-        create_function()
+    with pytest.raises(ProgrammingError), transaction.atomic():
+        reserve(store)
+    assert reserve_function.available(connection) is False
+    the_protocol_holds(store)  # outside a transaction now: the two statements
 
 
 @pytest.mark.django_db(transaction=True)
