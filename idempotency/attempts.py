@@ -35,6 +35,7 @@ from idempotency.exceptions import (
     StorageUnavailable,
     TransactionAborted,
 )
+from idempotency.fingerprint_check import checked_fingerprint
 from idempotency.signals import KeyEvents
 from idempotency.store import (
     Decision,
@@ -225,6 +226,8 @@ def begin(
     ``Retry-After`` of ``retry_after`` (``RETRY_AFTER``) bounded by the holder's lease; and
     :class:`IdempotencyKeyReused` (422) when the key was first used for another request.
     """
+
+    fingerprint = checked_fingerprint(fingerprint)  # before anything is stored
 
     def reserve() -> Decision:
         return store.reserve(
