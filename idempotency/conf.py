@@ -46,7 +46,7 @@ DEFAULTS: dict[str, Any] = {
     # past it the operation's writes roll back and the client gets a 500 problem.
     "MAX_STORED_BODY": 10 * 1024 * 1024,
     # Response headers stored and replayed (Content-Type always); never Set-Cookie or Date.
-    "REPLAYED_HEADERS": ("Content-Type", "Location", "ETag", "Link"),
+    "REPLAYED_HEADERS": ("Content-Type", "Content-Disposition", "Location", "ETag", "Link"),
     # Dotted path to ``f(request) -> str``: whose keys these are (default: the user).
     "SCOPE_FUNCTION": "idempotency.scopes.user_scope",
     # Dotted path to ``f(request) -> str``: what makes two requests "the same" operation.

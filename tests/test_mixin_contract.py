@@ -446,3 +446,23 @@ def test_a_method_the_view_does_not_have_is_405_whatever_the_key(api, key):
     assert response.status_code == 405
     assert "POST" in response["Allow"]
     assert not IdempotencyRecord.objects.exists()
+
+
+def test_a_download_is_replayed_with_its_file_name():
+    """Content-Disposition describes the result (the file name): replayed by default."""
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from idempotency.decorators import idempotent
+
+    @idempotent
+    def export(request):
+        response = HttpResponse(b"id,amount\n1,100\n", content_type="text/csv", status=201)
+        response["Content-Disposition"] = 'attachment; filename="payments.csv"'
+        return response
+
+    first = export(RequestFactory().post("/exports", HTTP_IDEMPOTENCY_KEY="export-1"))
+    replay = export(RequestFactory().post("/exports", HTTP_IDEMPOTENCY_KEY="export-1"))
+    assert replay["Idempotent-Replayed"] == "true"
+    assert replay["Content-Disposition"] == first["Content-Disposition"]
+    assert replay.content == first.content
