@@ -5,8 +5,10 @@ same indexes, same scope strings), with nothing else: no settings lookups, signa
 generic fingerprinting, header filtering or ORM. A new key costs one autocommitted reservation
 (it must be visible to a concurrent duplicate before the operation runs), then one transaction
 holding the operation, the rendering of its response and the fenced completion. A completed key
-costs the reservation, which collides, and one read of the row. (One statement that reserves or
-reads back costs PostgreSQL more CPU than these two on both paths: tools/statement_forms.py.)
+costs the reservation, which collides, and one read of the row: the plain statements the floor
+is defined by. (The library reserves through a PL/pgSQL function on PostgreSQL, which reads a
+taken key's row back in the same round trip, so its replay can cost the database less than this
+floor's; one plain statement that does both costs more than these two: tools/statement_forms.py.)
 
 Left out because they cost nothing on the measured paths (a comparison, an untaken branch):
 taking over a dead holder's expired lease, reusing an expired key, waiting for a holder.
