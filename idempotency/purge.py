@@ -20,6 +20,7 @@ from django.db.models.signals import post_delete, pre_delete
 
 from idempotency.dbclock import database_now
 from idempotency.models import IdempotencyRecord
+from idempotency.store import write_transaction
 
 Clock = Callable[[], datetime]
 
@@ -57,7 +58,9 @@ class Purger:
         if connections[self.using].vendor == "mysql":
             return self._delete_batch_through_the_key_index(cutoff)
         candidates = purgeable(cutoff, self.using).order_by("expires_at")
-        with transaction.atomic(using=self.using):
+        # On a deferred SQLite database the write lock first: with delete receivers the ORM
+        # reads the batch before it deletes it.
+        with write_transaction(self.using):
             if connections[self.using].vendor == "postgresql":
                 deleted = self._delete_locked_batch(candidates)
             else:

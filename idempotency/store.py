@@ -11,7 +11,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -154,22 +154,10 @@ class RecordStore:
         now = getattr(record, "db_now", None) or fallback
         return now if now is not None else self._app_now()
 
-    @contextmanager
-    def atomic(self) -> Iterator[None]:
-        """The store's transaction (a key's decision, an operation and its outcome).
-
-        On SQLite with DEFERRED transactions (``startproject``'s default) it takes the write
-        lock first, as ``"transaction_mode": "IMMEDIATE"`` would: a deferred transaction that
-        read before it wrote was refused the write lock at once ("database is locked", 503)
-        whenever a racing duplicate wrote, where now it waits for it (the busy timeout).
-        """
-        connection = connections[self.using]
-        outermost = not connection.in_atomic_block
-        with transaction.atomic(using=self.using):
-            if outermost and _takes_the_write_lock_late(connection):
-                with connection.cursor() as cursor:
-                    cursor.execute(record_statements(self.using).take_write_lock)
-            yield
+    def atomic(self) -> AbstractContextManager[None]:
+        """The store's transaction (a key's decision, an operation and its outcome): see
+        :func:`write_transaction`."""
+        return write_transaction(self.using)
 
     def reserve(
         self,
@@ -496,6 +484,25 @@ class RecordStore:
 
         # The DELETE can still lose to an INSERT's duplicate check on InnoDB (see _insert).
         return self._again_if_deadlocked(delete)
+
+
+@contextmanager
+def write_transaction(using: str) -> Iterator[None]:
+    """``transaction.atomic`` for a transaction that writes records.
+
+    On SQLite with DEFERRED transactions (``startproject``'s default) it takes the write lock
+    first, as ``"transaction_mode": "IMMEDIATE"`` would: a deferred transaction that read
+    before it wrote was refused the write lock at once ("database is locked", 503) whenever
+    another connection wrote (a racing duplicate, any writer beside the purge), where now it
+    waits for it (the busy timeout).
+    """
+    connection = connections[using]
+    outermost = not connection.in_atomic_block
+    with transaction.atomic(using=using):
+        if outermost and _takes_the_write_lock_late(connection):
+            with connection.cursor() as cursor:
+                cursor.execute(record_statements(using).take_write_lock)
+        yield
 
 
 def _takes_the_write_lock_late(connection: BaseDatabaseWrapper) -> bool:

@@ -75,3 +75,60 @@ def test_racing_duplicates_never_fail_the_operation_on_a_default_sqlite(startpro
 
     assert errors == []
     assert Widget.objects.count() == ROUNDS
+
+
+def test_the_purge_with_delete_receivers_waits_for_a_writer_instead_of_failing(
+    startproject_sqlite,
+):
+    """With a delete receiver the ORM reads the batch, then deletes it: in a deferred
+    transaction the DELETE asked for the write lock while holding a read lock, and SQLite
+    refused it at once ("database is locked") whenever another connection was writing. The
+    purge now takes the write lock when its transaction opens, as the store does.
+
+    The receiver (run between the ORM's read and its DELETE) starts a writer and gives it
+    0.5 s to take the write lock: before the fix it did, and the DELETE failed; now it waits
+    for the purge."""
+    from datetime import timedelta
+
+    from django.db import transaction
+    from django.db.models.signals import pre_delete
+    from django.utils import timezone
+
+    from idempotency.models import IdempotencyRecord
+    from idempotency.purge import Purger
+    from tests.factories import IdempotencyRecordFactory
+
+    past = timezone.now() - timedelta(days=2)
+    IdempotencyRecordFactory.create_batch(3, created_at=past, expires_at=past)
+    writing = threading.Event()
+    writer_errors: list[str] = []
+
+    def writer():
+        try:
+            with transaction.atomic():
+                Widget.objects.create(name="meanwhile")  # the write lock, held to commit
+                writing.set()
+        except Exception as error:  # reported to the test
+            writer_errors.append(repr(error))
+        finally:
+            connections.close_all()
+
+    threads: list[threading.Thread] = []
+
+    def start_a_writer(sender, **kwargs):
+        if not threads:
+            threads.append(threading.Thread(target=writer))
+            threads[0].start()
+            writing.wait(0.5)
+
+    pre_delete.connect(start_a_writer, sender=IdempotencyRecord)
+    try:
+        result = Purger(batch_size=10).run()
+    finally:
+        pre_delete.disconnect(start_a_writer, sender=IdempotencyRecord)
+        for thread in threads:
+            thread.join(10)
+    assert result.deleted == 3
+    assert IdempotencyRecord.objects.count() == 0
+    assert writer_errors == []
+    assert Widget.objects.filter(name="meanwhile").exists()
