@@ -15,7 +15,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.db import connection, transaction
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
-from django.test import RequestFactory, override_settings
+from django.test import RequestFactory
 from django.utils import timezone
 from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory
