@@ -8,10 +8,16 @@ and stored silently on SQLite.
 
 from __future__ import annotations
 
+import re
+
 from django.core.exceptions import ImproperlyConfigured
 
 # The database column's length, in characters.
 MAX_FINGERPRINT_LENGTH = 64
+# What some database cannot store in the column: NUL (PostgreSQL) and lone surrogates (no UTF-8
+# encoding). Anything else (a tab, a no-break space, a joined emoji) is stored alike everywhere
+# and was accepted before this check: refusing it would turn a working view into a 500.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 _SOURCE = (
     "The request fingerprint (settings.IDEMPOTENCY['FINGERPRINT_FUNCTION'], a view's "
     "get_idempotency_fingerprint() or @idempotent(fingerprint=...))"
@@ -19,7 +25,8 @@ _SOURCE = (
 
 
 class InvalidFingerprint(ImproperlyConfigured, ValueError):
-    """A fingerprint no database could store alike: empty, too long, or not printable."""
+    """A fingerprint no database could store alike: empty, too long, a NUL or a lone
+    surrogate."""
 
 
 def checked_fingerprint(fingerprint: object) -> str:
@@ -30,9 +37,9 @@ def checked_fingerprint(fingerprint: object) -> str:
             f"{_SOURCE} is {len(fingerprint)} characters long; it must be 1 to "
             f"{MAX_FINGERPRINT_LENGTH} (a hex SHA-256 is 64): hash what it describes."
         )
-    if not fingerprint.isprintable():
+    if _UNSTORABLE.search(fingerprint) is not None:
         raise InvalidFingerprint(
-            f"{_SOURCE} holds characters that are not printable, which not every database "
+            f"{_SOURCE} holds a NUL character or a lone surrogate, which not every database "
             "stores: return a hex digest."
         )
     return fingerprint

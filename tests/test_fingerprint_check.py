@@ -45,6 +45,7 @@ def test_the_longest_fingerprint_is_stored_and_compared():
         (TOO_LONG, InvalidFingerprint),
         ("", InvalidFingerprint),
         ("nul\x00", InvalidFingerprint),
+        ("lone\ud800surrogate", InvalidFingerprint),
         (b"digest", TypeError),
         (None, TypeError),
     ],

@@ -1,7 +1,8 @@
 """Hostile review of fd3cc6b (fingerprint check), 8bd0b1f (Content-Disposition replayed) and
 6c66488 (the SQLite purge takes the write lock first).
 
-``test_finding_*`` fail on 6c66488; ``test_held_*`` are the attacks that held up (they pass).
+``test_finding_*`` failed on 6c66488 (the check refused storable fingerprints; it now refuses
+only NUL and lone surrogates); ``test_held_*`` are the attacks that held up.
 Run on SQLite, PostgreSQL and MariaDB.
 """
 
