@@ -29,6 +29,8 @@ class DatabaseClock:
     # ``now`` plus one ``%s`` interval parameter, as ``interval`` converts a timedelta.
     later: str
     interval: Callable[[timedelta], Any]
+    # ``now`` plus a duration written into the statement: no parameter to adapt per call.
+    later_by: Callable[[timedelta], str]
 
 
 def _microseconds(duration: timedelta) -> int:
@@ -39,6 +41,12 @@ def _sqlite_modifier(duration: timedelta) -> str:
     return f"{duration.total_seconds():+.6f} seconds"
 
 
+def postgresql_interval(duration: timedelta) -> str:
+    # Days, seconds and microseconds, as psycopg writes a timedelta parameter: the same time.
+    days, seconds, microseconds = duration.days, duration.seconds, duration.microseconds
+    return f"INTERVAL '{days} days {seconds} seconds {microseconds} microseconds'"
+
+
 # SQLite's file lives on one host, whose clock every process shares; STRFTIME reads it there
 # all the same, so that one code path serves every database. '%%' is a literal '%' beside
 # parameters.
@@ -46,15 +54,24 @@ _SQLITE_NOW = "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now')"
 CLOCKS: dict[str, DatabaseClock] = {
     # The statement's start (not the transaction's, as now() would be).
     "postgresql": DatabaseClock(
-        "STATEMENT_TIMESTAMP()", "(STATEMENT_TIMESTAMP() + %s)", lambda d: d
+        "STATEMENT_TIMESTAMP()",
+        "(STATEMENT_TIMESTAMP() + %s)",
+        lambda d: d,
+        lambda d: f"(STATEMENT_TIMESTAMP() + {postgresql_interval(d)})",
     ),
     # UTC_TIMESTAMP, not CURRENT_TIMESTAMP: Django stores UTC in DATETIME columns, whatever the
     # session's time_zone.
     "mysql": DatabaseClock(
-        "UTC_TIMESTAMP(6)", "(UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND)", _microseconds
+        "UTC_TIMESTAMP(6)",
+        "(UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND)",
+        _microseconds,
+        lambda d: f"(UTC_TIMESTAMP(6) + INTERVAL {_microseconds(d)} MICROSECOND)",
     ),
     "sqlite": DatabaseClock(
-        _SQLITE_NOW, "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now', %s)", _sqlite_modifier
+        _SQLITE_NOW,
+        "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now', %s)",
+        _sqlite_modifier,
+        lambda d: f"STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now', '{_sqlite_modifier(d)}')",
     ),
 }
 

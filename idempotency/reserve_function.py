@@ -9,17 +9,34 @@ processes started before the migration keep the two statements until they restar
 
 from __future__ import annotations
 
+from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 from django.db import ProgrammingError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from idempotency.dbclock import postgresql_interval
+
 NAME = "idempotency_reserve_v1"
 SIGNATURE = (
     f"{NAME}(varchar, varchar, varchar, varchar, text, uuid, timestamptz, interval, interval)"
 )
-# (reserved, id, READ_FIELDS..., db_now): the read's row behind a flag.
-CALL = f"SELECT * FROM {NAME}(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+
+
+@lru_cache(maxsize=256)
+def call(*, clock_given: bool, lease: timedelta, keep: timedelta) -> str:
+    """The call, with its rows as ``(reserved, id, READ_FIELDS..., db_now)``: the read's row
+    behind a flag. Parameters: scope, key, fingerprint, method, path, token, and the clock's now
+    where ``clock_given`` (else NULL: the database's). The durations, a handful per project, are
+    written into its text: no interval to adapt per call."""
+    now = "%s" if clock_given else "NULL"
+    return (
+        f"SELECT * FROM {NAME}(%s, %s, %s, %s, %s, %s, {now}, "
+        f"{postgresql_interval(lease)}, {postgresql_interval(keep)})"
+    )
+
+
 # undefined_function, insufficient_privilege
 _GONE = frozenset({"42883", "42501"})
 

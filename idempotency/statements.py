@@ -18,9 +18,10 @@ it cost more database CPU than the two statements on both paths (docs/databases.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from django.db import connections
@@ -74,6 +75,8 @@ IN_PROGRESS = IdempotencyRecord.State.IN_PROGRESS.value
 NOW_FIELDS = ("created_at", "completed_at")
 LATER_FIELDS = ("locked_until", "expires_at")
 NOW = object()
+# A time the statement itself writes in full (the completion's, see complete_on_db_clock()).
+IN_STATEMENT = object()
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,9 @@ class RecordStatements:
     # none here, the store then uses the app server's).
     clock: DatabaseClock | None = None
     insert_on_db_clock: str | None = None
-    complete_on_db_clock: str | None = None
+    # The completion on the database's clock is written per expiry (complete_on_db_clock()):
+    # these are its text before and after the new expiry's expression.
+    complete_around_expiry: tuple[str, str] | None = None
     # A write that changes nothing: on SQLite it takes the database's write lock (RESERVED).
     take_write_lock: str = ""
     # The key's row (id, READ_FIELDS, the database's now or NULL), by scope and key: on the app's
@@ -115,6 +120,12 @@ class RecordStatements:
             _field("lease_token").get_db_prep_value(token, connection),
         ]
 
+    def complete_on_db_clock(self, expiry: timedelta) -> str:
+        """The completion on the database's clock, ``expiry`` written into it: the store passes
+        ``IN_STATEMENT`` for both of its times, so no interval is adapted per call."""
+        assert self.clock is not None and self.complete_around_expiry is not None
+        return _written_around(self.complete_around_expiry, self.clock.later_by, expiry)
+
     def release_params(
         self, connection: BaseDatabaseWrapper, scope: str, key: str, token: Any
     ) -> list[Any]:
@@ -130,14 +141,23 @@ def _prepared(
     params = []
     for name in names:
         value = values[name]
-        if value is NOW:
-            continue  # written as the clock's now: no parameter
+        if value is NOW or value is IN_STATEMENT:
+            continue  # written in the statement: no parameter
         if isinstance(value, FromNow):
             assert clock is not None
             params.append(clock.interval(value.duration))
         else:
             params.append(_field(name).get_db_prep_save(value, connection))
     return params
+
+
+_EXPIRY = "\x00expiry\x00"  # where the expiry's expression goes, in no statement's text
+
+
+def _split_at(text: str, marker: str) -> tuple[str, str]:
+    before, found, after = text.partition(marker)
+    assert found and marker not in after
+    return before, after
 
 
 def _placeholders(names: tuple[str, ...], clock: DatabaseClock | None) -> list[str]:
@@ -148,6 +168,14 @@ def _placeholders(names: tuple[str, ...], clock: DatabaseClock | None) -> list[s
         clock.now if name in NOW_FIELDS else clock.later if name in LATER_FIELDS else "%s"
         for name in names
     ]
+
+
+# Keyed by the statement's text: a handful of expiries per project, each written once.
+@lru_cache(maxsize=256)
+def _written_around(
+    around: tuple[str, str], later_by: Callable[[timedelta], str], duration: timedelta
+) -> str:
+    return f"{around[0]}{later_by(duration)}{around[1]}"
 
 
 @cache  # looked up for every parameter of every new key: the model's fields never change
@@ -188,12 +216,14 @@ def record_statements(alias: str) -> RecordStatements:
             return f"INSERT IGNORE INTO {table} ({columns}) VALUES ({placeholders})"
         return None
 
-    def complete_statement(clock: DatabaseClock | None) -> str:
+    def complete_statement(clock: DatabaseClock | None, *, expiry: str = "") -> str:
+        """The completion; on a clock with ``expiry`` in place of the expiry's expression."""
+        placeholders = _placeholders(COMPLETE_FIELDS, clock)
+        if expiry:
+            placeholders[COMPLETE_FIELDS.index("expires_at")] = expiry
         assignments = ", ".join(
             f"{column(name)} = {placeholder}"
-            for name, placeholder in zip(
-                COMPLETE_FIELDS, _placeholders(COMPLETE_FIELDS, clock), strict=True
-            )
+            for name, placeholder in zip(COMPLETE_FIELDS, placeholders, strict=True)
         )
         return (
             f"UPDATE {table} SET {column('state')} = '{COMPLETED}', {assignments}, "
@@ -232,7 +262,9 @@ def record_statements(alias: str) -> RecordStatements:
         insert_returns_id,
         clock,
         insert_on_db_clock=insert_statement(clock) if clock else None,
-        complete_on_db_clock=complete_statement(clock) if clock else None,
+        complete_around_expiry=(
+            _split_at(complete_statement(clock, expiry=_EXPIRY), _EXPIRY) if clock else None
+        ),
         take_write_lock=f"UPDATE {table} SET {column('id')} = {column('id')} WHERE 1 = 0",
         read={False: read_statement(None), True: read_statement(clock)},
     )

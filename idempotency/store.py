@@ -31,7 +31,7 @@ from idempotency import reserve_function
 from idempotency.dbclock import DatabaseNow, database_now
 from idempotency.models import IdempotencyRecord
 from idempotency.rows import record_from_row
-from idempotency.statements import NOW, FromNow, record_statements
+from idempotency.statements import IN_STATEMENT, NOW, FromNow, record_statements
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
@@ -291,11 +291,14 @@ class RecordStore:
         """
         connection = connections[self.using]
         if reserve_function.available(connection):
-            # The function's arguments, in its order (migration 0004).
-            keep = max(lease, expiry)
-            arguments: list[Any] = [scope, key, fingerprint, method, path, token, now, lease, keep]
+            call = reserve_function.call(
+                clock_given=now is not None, lease=lease, keep=max(lease, expiry)
+            )
+            arguments: list[Any] = [scope, key, fingerprint, method, path, token]
+            if now is not None:
+                arguments.append(now)
             try:
-                return self._reserve_or_read(connection, scope, key, arguments)
+                return self._reserve_or_read(connection, call, scope, key, arguments)
             except ProgrammingError as error:
                 # Dropped since it was found: only outside a transaction, which the error
                 # did not break, do the two statements stand in for it at once.
@@ -350,12 +353,17 @@ class RecordStore:
         return _UNREAD if record_id is None else record_id
 
     def _reserve_or_read(
-        self, connection: BaseDatabaseWrapper, scope: str, key: str, arguments: list[Any]
+        self,
+        connection: BaseDatabaseWrapper,
+        call: str,
+        scope: str,
+        key: str,
+        arguments: list[Any],
     ) -> int | Taken:
         """The reservation by PostgreSQL's function (migration 0004): the new id, or the taken
         key's row as the read after a collision returns it."""
         with connection.cursor() as cursor:
-            cursor.execute(reserve_function.CALL, arguments)
+            cursor.execute(call, arguments)
             row = cursor.fetchone()
         if row is None:  # taken, then released or purged before the function read it
             return Taken(None, read=True)
@@ -440,13 +448,12 @@ class RecordStore:
         statements = record_statements(self.using)
         on_database_clock = self._on_database_clock()
         if on_database_clock:
-            times: dict[str, Any] = {"completed_at": NOW, "expires_at": FromNow(reservation.expiry)}
-            sql = statements.complete_on_db_clock
+            times: dict[str, Any] = {"completed_at": IN_STATEMENT, "expires_at": IN_STATEMENT}
+            sql = statements.complete_on_db_clock(reservation.expiry)
         else:
             now = self._app_now()
             times = {"completed_at": now, "expires_at": now + reservation.expiry}
             sql = statements.complete
-        assert sql is not None
         values = {
             "response_status": response.status,
             "response_headers": [list(header) for header in response.headers],

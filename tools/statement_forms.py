@@ -94,8 +94,13 @@ def main() -> None:
 
     def function(key: str) -> None:
         cursor = psycopg.ClientCursor(raw)
-        params = ["s", key, "f" * 64, "POST", "/payments", uuid.uuid4(), None]
-        cursor.execute(reserve_function.CALL, [*params, timedelta(seconds=60), timedelta(hours=24)])
+        params = ["s", key, "f" * 64, "POST", "/payments", uuid.uuid4()]
+        cursor.execute(
+            reserve_function.call(
+                clock_given=False, lease=timedelta(seconds=60), keep=timedelta(hours=24)
+            ),
+            params,
+        )
         cursor.fetchone()
 
     forms: dict[str, Callable[[str], None]] = {
