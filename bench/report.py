@@ -77,9 +77,18 @@ def markdown(results: dict[str, Any]) -> str:
         "transaction holding the operation, the rendering and the fenced completion.",
         "",
         f"{plan['rounds']} round(s) of {plan['duration']} s (after {plan['warmup']} s of "
-        "warm-up) per variant and cell, the variants alternating. Throughput is the median "
-        "over rounds; p50 and p99 pool every request of the rounds. CPU per request is the "
-        "stable number on a busy machine; throughput is not.",
+        "warm-up) per variant and cell, the variants alternating"
+        + (
+            f", then {plan['pair_rounds']} round(s) of the floor and the first request alone, "
+            "back to back"
+            if plan.get("pair_rounds")
+            else ""
+        )
+        + ". Throughput is the median over rounds; p50 and p99 pool every request of the "
+        "rounds. The first request is judged against the floor by the median, over the rounds "
+        "that ran both, of the ratio of their throughputs in the same round: the pair saw the "
+        "same machine. CPU per request is the stable number on a busy machine; throughput is "
+        "not.",
         "",
         "## Targets",
         "",

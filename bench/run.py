@@ -23,6 +23,7 @@ from bench import cpu, database, machine
 from bench import purge as purge_bench
 from bench.plan import (
     BENCH_USER,
+    FLOOR_PAIR,
     OPERATIONS,
     SEEDED_BY,
     VARIANTS,
@@ -159,6 +160,13 @@ def run_stage(
         for cell_index, cell in enumerate(stage.cells):
             shift = round_index + cell_index + stage_index
             for name in rotation(cell.variants, shift):
+                samples.append(measure(context, stage.rows, cell, name, round_index, pools))
+    # The floor and the first request alone, back to back, in turns: each round's pair saw the
+    # same machine, and the pair's ratio is what issue 11 judges.
+    paired = [cell for cell in stage.cells if set(FLOOR_PAIR) <= set(cell.variants)]
+    for round_index in range(plan.rounds, plan.rounds + plan.pair_rounds):
+        for cell_index, cell in enumerate(paired):
+            for name in rotation(FLOOR_PAIR, round_index + cell_index + stage_index):
                 samples.append(measure(context, stage.rows, cell, name, round_index, pools))
     return {
         "rows": stage.rows,

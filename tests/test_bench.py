@@ -144,7 +144,10 @@ def test_full_run_fits_in_ten_minutes_on_a_busy_machine():
     # Measured with other work taking about one of the two cores: each run cost its warm-up and
     # duration plus ~0.45 s (the load generator's start and last answers, CPU snapshots), and
     # the fills, replay pools, store probes and the purge ~150 s.
-    runs = len(cells(FULL)) * FULL.rounds
+    paired = {
+        (operation, rows) for operation, rows, _, variant in cells(FULL) if variant == "floor"
+    }
+    runs = len(cells(FULL)) * FULL.rounds + len(paired) * 2 * FULL.pair_rounds
     assert runs * (FULL.warmup + FULL.duration + 0.45) + 150 < 570
 
 
@@ -233,8 +236,32 @@ def verdict(judged, start):
 def test_first_request_is_judged_against_the_floor_with_the_floor_beside_it():
     floor = verdict(evaluate(results(2)), "First request >= 0.95x the floor's")
     assert floor["verdict"] == "MISSED"
-    assert "payment 0.98x at 0 (floor itself 0.90x baseline)" in floor["measured"]
-    assert "note 0.90x at 1,000,000" in floor["measured"]
+    assert "payment 0.98x over 2 rounds" in floor["measured"]
+    assert "0.98x at 0 (floor itself 0.90x baseline)" in floor["measured"]
+    assert "note 0.90x over 2 rounds" in floor["measured"]
+
+
+def test_first_request_is_judged_by_its_ratio_to_the_floor_in_the_same_round():
+    # A burst of other work in round 2 slowed the first request alone: the ratio of medians
+    # (150 / 200) would call it 0.75x; round by round it is 0.97x, 0.97x and 0.75x.
+    judged = results(2)
+    samples = [row for row in judged["samples"] if row["variant"] not in ("floor", "first")]
+    for operation in OPERATIONS:
+        for stored in (0, 1_000_000):
+            for round_, floor, first in ((0, 100.0, 97.0), (1, 300.0, 290.0), (2, 200.0, 150.0)):
+                for variant, throughput in (("floor", floor), ("first", first)):
+                    sample = measured(operation, stored, variant, throughput)
+                    samples.append({**sample, "round": round_})
+    judged["samples"] = samples
+    floor = verdict(evaluate(judged), "First request >= 0.95x the floor's")
+    assert floor["verdict"] == "met"
+    assert "note 0.97x over 6 rounds" in floor["measured"]
+    assert "0.97x at 1,000,000 (floor itself 0.90x baseline)" in floor["measured"]
+
+
+def test_full_run_pairs_the_floor_and_the_first_request_in_rounds_of_their_own():
+    assert FULL.pair_rounds >= 4
+    assert FULL.rounds + FULL.pair_rounds >= 8
 
 
 def test_replay_is_held_to_the_floors_statement_count():
