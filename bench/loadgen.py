@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 REPLAYED = b"idempotent-replayed"
+# The ping's answer names the gunicorn worker process that holds the connection (bench/urls.py).
+WORKER_HEADER = "X-Bench-Worker"
+PING = "/bench/ping"
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class Spec:
     pool_keys: list[str] = field(default_factory=list)
     expect_replayed: bool = False
     max_requests: int = 0  # stop after this many requests in all (0: run for the duration)
+    # The server's worker processes: the connections are spread evenly over them (0: as the
+    # kernel hands them out).
+    workers: int = 0
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Spec:
@@ -123,10 +129,46 @@ def build_request(spec: Spec, key: str | None) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+async def balanced(spec: Spec) -> tuple[list[Connection], dict[str, int]]:
+    """``concurrency`` open keep-alive connections, at most ceil(concurrency / workers) on any
+    worker process, and how many each worker holds.
+
+    Which gunicorn worker accepts a connection is a race, and a connection stays with it: with
+    most of them on one worker (one GIL, one core) the machine sat a third idle and throughput
+    fell by a third, in some runs and not others. A connection on a crowded worker is closed and
+    opened again until the spread is even (or the attempts run out: the spread is reported).
+    """
+    connections = [Connection(spec) for _ in range(spec.concurrency)]
+    if spec.workers < 1:
+        return connections, {}
+    cap = -(-spec.concurrency // spec.workers)
+    ping = f"GET {PING} HTTP/1.1\r\nHost: {spec.host}:{spec.port}\r\n\r\n".encode()
+    header = WORKER_HEADER.lower().encode()
+
+    async def worker_of(connection: Connection) -> str:
+        _status, headers, _body = await connection.request(ping)
+        return headers.get(header, b"?").decode()
+
+    held = [await worker_of(connection) for connection in connections]
+    for _attempt in range(50 * spec.concurrency):
+        counts = {pid: held.count(pid) for pid in held}
+        crowded = next((i for i, pid in enumerate(held) if counts[pid] > cap), None)
+        if crowded is None:
+            break
+        await connections[crowded].close()
+        held[crowded] = await worker_of(connections[crowded])
+    return connections, {pid: held.count(pid) for pid in sorted(set(held))}
+
+
 async def worker(
-    spec: Spec, index: int, tally: Tally, start: float, stop: float, each: Iterator[str]
+    spec: Spec,
+    connection: Connection,
+    index: int,
+    tally: Tally,
+    start: float,
+    stop: float,
+    each: Iterator[str],
 ) -> None:
-    connection = Connection(spec)
     measured_from = start + spec.warmup
     whole_run = bool(spec.max_requests) or spec.key_mode == "each"
     position = index * 7919  # spread the connections over the pool
@@ -170,11 +212,15 @@ async def worker(
 
 async def run(spec: Spec) -> dict[str, Any]:
     tally = Tally()
+    connections, spread = await balanced(spec)
     start = time.perf_counter()
     # "each" sends every key of the pool once, however long that takes.
     stop = float("inf") if spec.key_mode == "each" else start + spec.warmup + spec.duration
     each = iter(spec.pool_keys)
-    workers = [worker(spec, index, tally, start, stop, each) for index in range(spec.concurrency)]
+    workers = [
+        worker(spec, connection, index, tally, start, stop, each)
+        for index, connection in enumerate(connections)
+    ]
     await asyncio.gather(*workers)
     elapsed = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -189,6 +235,7 @@ async def run(spec: Spec) -> dict[str, Any]:
         "error_samples": tally.error_samples,
         "latencies_us": tally.latencies_us,
         "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        "connections_by_worker": spread,
     }
 
 

@@ -49,6 +49,7 @@ class Context:
     token: str = ""
     port: int = 0
     server_pid: int = 0
+    workers: int = 0  # gunicorn's worker processes, over which each run spreads its connections
     log: Callable[[str], None] = print
 
 
@@ -104,6 +105,7 @@ def loadgen(
         "expect_status": 201,
         "key_mode": variant.key_mode,
         "expect_replayed": variant.replayed,
+        "workers": context.workers,
         **extra,
     }
     completed = subprocess.run(
@@ -215,6 +217,7 @@ def measure(
         loadgen_cpu_share=result["cpu_seconds"] / (plan.warmup + plan.duration),
         cpu=per_request(used, result),
         latencies_us=result["latencies_us"],
+        connections_by_worker=result.get("connections_by_worker", {}),
     )
     summary = sample.summary()
     cpu_used = summary["cpu_ms_per_request"]
@@ -247,7 +250,7 @@ def execute(
     plan: Plan, url: str, workers: int, threads: int, log: Callable[[str], None]
 ) -> dict[str, Any]:
     started = time.monotonic()
-    context = Context(plan=plan, url=url, env=subprocess_env(url), log=log)
+    context = Context(plan=plan, url=url, env=subprocess_env(url), workers=workers, log=log)
     load_start = machine.load_average()
     log(f"database: recreating {database.parts(url)['dbname']}")
     database.recreate(url)

@@ -21,6 +21,8 @@ class Sample:
     loadgen_cpu_share: float
     cpu: dict[str, float]  # CPU milliseconds per request by process group
     latencies_us: list[int] = field(repr=False)
+    # The load generator's connections on each gunicorn worker process (by pid).
+    connections_by_worker: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         ordered = sorted(self.latencies_us)
@@ -38,6 +40,7 @@ class Sample:
             "error_samples": self.error_samples,
             "loadgen_cpu_share": round(self.loadgen_cpu_share, 3),
             "cpu_ms_per_request": self.cpu,
+            "connections_by_worker": self.connections_by_worker,
         }
 
 

@@ -5,17 +5,21 @@ The paths are listed by operation in bench/plan.py.
 
 from __future__ import annotations
 
+import os
+
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, re_path
 
 from bench.floor import views
+from bench.loadgen import WORKER_HEADER
 from config.urls import urlpatterns as demo_urlpatterns
 from payments.views import PaymentOperations
 
 
 def ping(request: HttpRequest) -> HttpResponse:
-    """Readiness probe: answers once a worker has loaded the project (no database)."""
-    return HttpResponse(b"ok", content_type="text/plain")
+    """Readiness probe: answers once a worker has loaded the project (no database). Names the
+    worker process, so the load generator can spread its connections (bench/loadgen.py)."""
+    return HttpResponse(b"ok", content_type="text/plain", headers={WORKER_HEADER: str(os.getpid())})
 
 
 urlpatterns = [

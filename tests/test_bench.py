@@ -387,3 +387,43 @@ def test_floor_reads_the_row_that_holds_a_taken_key():
 
     assert floor_reserve(cursor, {"key": "k"}) == existing
     assert cursor.executed == [RESERVE, READ]
+
+
+async def _serve_workers(workers):
+    """A server that hands each new connection to the next worker of ``workers`` (a crowded
+    start: most go to one), answering the ping with that worker's name, as gunicorn's would."""
+    import asyncio
+
+    handed = iter(workers)
+
+    async def serve(reader, writer):
+        worker = next(handed, "spare")
+        answer = f"HTTP/1.1 200 OK\r\nX-Bench-Worker: {worker}\r\nContent-Length: 2\r\n\r\nok"
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(answer.encode())
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()  # the client closed it: it wants a connection elsewhere
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+def test_load_generator_spreads_its_connections_over_the_workers():
+    import asyncio
+
+    from bench.loadgen import Spec, balanced
+
+    async def spread(workers, count):
+        server = await _serve_workers(["a"] * 6 + ["b", "a", "c", "a", "b", "c", "b", "c"])
+        port = server.sockets[0].getsockname()[1]
+        spec = Spec("127.0.0.1", port, "/", "", {}, count, 1.0, 0.0, 200, workers=workers)
+        connections, by_worker = await balanced(spec)
+        for connection in connections:
+            await connection.close()
+        server.close()
+        return by_worker
+
+    assert asyncio.run(spread(3, 8)) == {"a": 3, "b": 3, "c": 2}
+    # Without the workers' count, the connections stay where the kernel put them.
+    assert asyncio.run(spread(0, 8)) == {}
