@@ -68,9 +68,22 @@ def per_request(used: dict[str, float], result: dict[str, Any]) -> dict[str, flo
 
 
 def pooled(samples: list[Sample]) -> list[dict[str, Any]]:
-    """One row per (operation, rows, concurrency, variant): latencies pooled over the rounds."""
+    """One row per (operation, rows, concurrency, variant): latencies pooled over the rounds.
+
+    Only the rounds in which the cell's baseline ran (every variant, alternating): the pair
+    rounds, of the floor and the first request alone, serve only the verdict that pairs those
+    two round by round. A row pooled from more rounds than the baseline's would be compared
+    with it across different stretches of the machine's time.
+    """
+    with_baseline = {
+        (sample.operation, sample.rows, sample.concurrency, sample.round)
+        for sample in samples
+        if sample.variant == "baseline"
+    }
     cells: dict[tuple[str, int, int, str], list[Sample]] = {}
     for sample in samples:
+        if (sample.operation, sample.rows, sample.concurrency, sample.round) not in with_baseline:
+            continue
         cell = (sample.operation, sample.rows, sample.concurrency, sample.variant)
         cells.setdefault(cell, []).append(sample)
     rows = []

@@ -74,8 +74,6 @@ class KeyEvents:
 
     def completed(self, status: int) -> None:
         """Announce once the transaction that stored the outcome commits (at once if none)."""
-        if not (completed.receivers or logger.isEnabledFor(logging.INFO)):
-            return  # nobody to tell: nothing to run at the commit
         transaction.on_commit(partial(self.announce, "completed", status=status), using=self.using)
 
     def released(self) -> None:
