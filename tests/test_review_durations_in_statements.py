@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from django.db import connection, transaction
@@ -225,32 +226,25 @@ def test_on_the_database_clock_takeover_expiry_and_purge_follow_the_written_dura
     store = RecordStore()
     tiny = timedelta(microseconds=1)
 
-    def reserve(key, lease, expiry):
-        return store.reserve(
-            scope="s",
-            key=key,
-            fingerprint="f",
-            method="POST",
-            path="/p",
-            lease=lease,
-            expiry=expiry,
-        )
+    reserve = partial(store.reserve, scope="s", fingerprint="f", method="POST", path="/p")
 
     # A lease of one microsecond runs out at once: the next attempt takes the key over.
-    first = reserve("short-lease", tiny, MAX_DURATION)
+    first = reserve(key="short-lease", lease=tiny, expiry=MAX_DURATION)
     time.sleep(0.01)
-    second = reserve("short-lease", tiny, MAX_DURATION)
+    second = reserve(key="short-lease", lease=tiny, expiry=MAX_DURATION)
     assert isinstance(second, Reserved) and second.taken_over
     # Completed with the longest expiry: replayed, never purged.
     store.complete(second, StoredResponse(201, [], b"kept"))
     assert first.record_id == second.record_id
     # Completed with an expiry of a microsecond: gone for the purge, a new key for a retry.
-    brief = reserve("short-expiry", timedelta(seconds=60), tiny)
+    brief = reserve(key="short-expiry", lease=timedelta(seconds=60), expiry=tiny)
     store.complete(brief, StoredResponse(201, [], b"brief"))
     time.sleep(0.01)
     assert Purger().run().deleted == 1
-    assert isinstance(reserve("short-lease", tiny, MAX_DURATION), Replay)
-    assert isinstance(reserve("short-expiry", timedelta(seconds=60), tiny), Reserved)
+    assert isinstance(reserve(key="short-lease", lease=tiny, expiry=MAX_DURATION), Replay)
+    assert isinstance(
+        reserve(key="short-expiry", lease=timedelta(seconds=60), expiry=tiny), Reserved
+    )
 
 
 def test_a_receiver_connected_during_the_operation_hears_the_completion(nobody_listens):
