@@ -427,3 +427,12 @@ def test_load_generator_spreads_its_connections_over_the_workers():
     assert asyncio.run(spread(3, 8)) == {"a": 3, "b": 3, "c": 2}
     # Without the workers' count, the connections stay where the kernel put them.
     assert asyncio.run(spread(0, 8)) == {}
+
+
+def test_a_run_without_replays_leaves_the_replay_targets_unmeasured():
+    judged = results(1)
+    judged["latencies"] = [row for row in judged["latencies"] if "replay" not in row["variant"]]
+    judged["samples"] = judged["latencies"]
+    replay = verdict(evaluate(judged), "Replay throughput >= 1.2x")
+    assert replay["verdict"] == "not measured"
+    assert replay["measured"] == "-"
