@@ -29,8 +29,13 @@ class DatabaseClock:
     # ``now`` plus one ``%s`` interval parameter, as ``interval`` converts a timedelta.
     later: str
     interval: Callable[[timedelta], Any]
-    # ``now`` plus a duration written into the statement: no parameter to adapt per call.
-    later_by: Callable[[timedelta], str]
+    # The same interval as SQL text, written where ``later`` has its ``%s``.
+    literal: Callable[[timedelta], str]
+
+    def later_by(self, duration: timedelta) -> str:
+        """``later`` with ``duration`` written into it: no parameter to adapt per call."""
+        before, _, after = self.later.partition("%s")
+        return f"{before}{self.literal(duration)}{after}"
 
 
 def _microseconds(duration: timedelta) -> int:
@@ -57,7 +62,7 @@ CLOCKS: dict[str, DatabaseClock] = {
         "STATEMENT_TIMESTAMP()",
         "(STATEMENT_TIMESTAMP() + %s)",
         lambda d: d,
-        lambda d: f"(STATEMENT_TIMESTAMP() + {postgresql_interval(d)})",
+        postgresql_interval,
     ),
     # UTC_TIMESTAMP, not CURRENT_TIMESTAMP: Django stores UTC in DATETIME columns, whatever the
     # session's time_zone.
@@ -65,13 +70,13 @@ CLOCKS: dict[str, DatabaseClock] = {
         "UTC_TIMESTAMP(6)",
         "(UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND)",
         _microseconds,
-        lambda d: f"(UTC_TIMESTAMP(6) + INTERVAL {_microseconds(d)} MICROSECOND)",
+        lambda d: str(_microseconds(d)),
     ),
     "sqlite": DatabaseClock(
         _SQLITE_NOW,
         "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now', %s)",
         _sqlite_modifier,
-        lambda d: f"STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now', '{_sqlite_modifier(d)}')",
+        lambda d: f"'{_sqlite_modifier(d)}'",
     ),
 }
 

@@ -18,7 +18,6 @@ it cost more database CPU than the two statements on both paths (docs/databases.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cache, lru_cache
@@ -99,9 +98,9 @@ class RecordStatements:
     # none here, the store then uses the app server's).
     clock: DatabaseClock | None = None
     insert_on_db_clock: str | None = None
-    # The completion on the database's clock is written per expiry (complete_on_db_clock()):
-    # these are its text before and after the new expiry's expression.
-    complete_around_expiry: tuple[str, str] | None = None
+    # The completion on the database's clock with its expiry as an interval parameter: the text
+    # complete_on_db_clock() writes each expiry into.
+    complete_with_interval: str | None = None
     # A write that changes nothing: on SQLite it takes the database's write lock (RESERVED).
     take_write_lock: str = ""
     # The key's row (id, READ_FIELDS, the database's now or NULL), by scope and key: on the app's
@@ -123,8 +122,8 @@ class RecordStatements:
     def complete_on_db_clock(self, expiry: timedelta) -> str:
         """The completion on the database's clock, ``expiry`` written into it: the store passes
         ``IN_STATEMENT`` for both of its times, so no interval is adapted per call."""
-        assert self.clock is not None and self.complete_around_expiry is not None
-        return _written_around(self.complete_around_expiry, self.clock.later_by, expiry)
+        assert self.clock is not None and self.complete_with_interval is not None
+        return _expiry_written(self.complete_with_interval, self.clock, expiry)
 
     def release_params(
         self, connection: BaseDatabaseWrapper, scope: str, key: str, token: Any
@@ -151,15 +150,6 @@ def _prepared(
     return params
 
 
-_EXPIRY = "\x00expiry\x00"  # where the expiry's expression goes, in no statement's text
-
-
-def _split_at(text: str, marker: str) -> tuple[str, str]:
-    before, found, after = text.partition(marker)
-    assert found and marker not in after
-    return before, after
-
-
 def _placeholders(names: tuple[str, ...], clock: DatabaseClock | None) -> list[str]:
     """``%s`` for each column, or on the database's clock its now and now + interval."""
     if clock is None:
@@ -170,12 +160,11 @@ def _placeholders(names: tuple[str, ...], clock: DatabaseClock | None) -> list[s
     ]
 
 
-# Keyed by the statement's text: a handful of expiries per project, each written once.
+# A handful of expiries per project, each written once.
 @lru_cache(maxsize=256)
-def _written_around(
-    around: tuple[str, str], later_by: Callable[[timedelta], str], duration: timedelta
-) -> str:
-    return f"{around[0]}{later_by(duration)}{around[1]}"
+def _expiry_written(statement: str, clock: DatabaseClock, expiry: timedelta) -> str:
+    # The expiry is the statement's one ``now + interval`` (checked in record_statements()).
+    return statement.replace(clock.later, clock.later_by(expiry))
 
 
 @cache  # looked up for every parameter of every new key: the model's fields never change
@@ -216,14 +205,12 @@ def record_statements(alias: str) -> RecordStatements:
             return f"INSERT IGNORE INTO {table} ({columns}) VALUES ({placeholders})"
         return None
 
-    def complete_statement(clock: DatabaseClock | None, *, expiry: str = "") -> str:
-        """The completion; on a clock with ``expiry`` in place of the expiry's expression."""
-        placeholders = _placeholders(COMPLETE_FIELDS, clock)
-        if expiry:
-            placeholders[COMPLETE_FIELDS.index("expires_at")] = expiry
+    def complete_statement(clock: DatabaseClock | None) -> str:
         assignments = ", ".join(
             f"{column(name)} = {placeholder}"
-            for name, placeholder in zip(COMPLETE_FIELDS, placeholders, strict=True)
+            for name, placeholder in zip(
+                COMPLETE_FIELDS, _placeholders(COMPLETE_FIELDS, clock), strict=True
+            )
         )
         return (
             f"UPDATE {table} SET {column('state')} = '{COMPLETED}', {assignments}, "
@@ -240,6 +227,11 @@ def record_statements(alias: str) -> RecordStatements:
         )
 
     clock = database_clock(connection)
+    complete_with_interval = None
+    if clock is not None:
+        complete_with_interval = complete_statement(clock)
+        # complete_on_db_clock() writes the expiry over the one now + interval the text has.
+        assert complete_with_interval.count(clock.later) == 1
     insert = insert_statement(None)
     insert_returns_id = connection.vendor != "mysql"
     complete = complete_statement(None)
@@ -262,9 +254,7 @@ def record_statements(alias: str) -> RecordStatements:
         insert_returns_id,
         clock,
         insert_on_db_clock=insert_statement(clock) if clock else None,
-        complete_around_expiry=(
-            _split_at(complete_statement(clock, expiry=_EXPIRY), _EXPIRY) if clock else None
-        ),
+        complete_with_interval=complete_with_interval,
         take_write_lock=f"UPDATE {table} SET {column('id')} = {column('id')} WHERE 1 = 0",
         read={False: read_statement(None), True: read_statement(clock)},
     )
