@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from types import TracebackType
+from typing import Any, Literal
 
 from django.db import (
     DatabaseError,
@@ -57,7 +59,7 @@ STORAGE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 
 
 class Transaction:
-    """The operation's transaction, as :meth:`Attempt.transaction` yields it."""
+    """The operation's transaction, as :meth:`Attempt.transaction` opens it (``with``)."""
 
     def __init__(self, attempt: Attempt) -> None:
         self.attempt = attempt
@@ -65,6 +67,7 @@ class Transaction:
         self.committed = False
         self.aborted = False
         self.status = 0
+        self._atomic: AbstractContextManager[None] | None = None
 
     def complete(self, outcome: StoredResponse) -> None:
         """Store the final outcome with the operation's writes (raises LeaseLostError if lost)."""
@@ -83,6 +86,98 @@ class Transaction:
     def _mark_committed(self) -> None:
         self.committed = True
 
+    # A class, not a generator context manager: every new key opens one.
+    def __enter__(self) -> Transaction:
+        store = self.attempt.store
+        atomic = self._atomic = store.atomic()
+        atomic.__enter__()
+        try:
+            # Registered first, so it runs before any callback the operation registers.
+            transaction.on_commit(self._mark_committed, using=store.using)
+        except BaseException:
+            atomic.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self._atomic is not None
+        try:
+            self._atomic.__exit__(kind, error, traceback)  # commits, or rolls the error back
+        except Exception:
+            self._log_aborted()
+            if not (self.committed and self.completed):
+                raise
+            # Raised by an on_commit callback, after the commit.
+            events = self.attempt.events
+            logger.exception(
+                "idempotency: an on_commit callback raised after the outcome was stored "
+                "(scope=%s key=%s); the stored outcome stands and retries receive it",
+                events.scope,
+                events.key,
+            )
+            # Django ran no callback after the one that raised: ours, registered last, included.
+            events.announce("completed", status=self.status)
+            return
+        if isinstance(error, Exception):
+            self._log_aborted()  # and the error goes on: nothing was committed
+
+    def _log_aborted(self) -> None:
+        if self.aborted:
+            # Logged once rolled back: a log handler never runs while the transaction still
+            # holds the operation's row locks.
+            logger.error(
+                "idempotency: the operation caught a database error inside its transaction "
+                "without a savepoint, so its writes and its outcome (status %s) cannot be "
+                "stored; nothing was kept. Wrap the statement that may fail in its own "
+                "transaction.atomic() block (a savepoint) and catch the error outside it.",
+                self.status,
+            )
+
+
+class _Holding:
+    """:meth:`Attempt.holding`, as a class: every new key enters one."""
+
+    __slots__ = ("attempt",)
+
+    def __init__(self, attempt: Attempt) -> None:
+        self.attempt = attempt
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> Literal[False]:
+        attempt = self.attempt
+        if error is None:
+            return False
+        if isinstance(error, LeaseLostError):
+            if error.reservation != attempt.reservation:
+                attempt.release()  # a nested key's lease was lost: ours is still held
+                return False
+            logger.warning("idempotency: lease lost, outcome discarded")
+            raise IdempotencyLeaseLost(key_holder=attempt) from None
+        if isinstance(error, IdempotencyLeaseLost):
+            if error.key_holder is not attempt:
+                attempt.release()  # a nested key's lease was lost: ours is still held
+            # else release() found the key taken over: nothing left to free
+            return False
+        if isinstance(error, Exception):
+            attempt.release()  # raises IdempotencyLeaseLost, chained to this error, if taken over
+            return False
+        # KeyboardInterrupt, SystemExit: free the key, but never replace the signal.
+        with suppress(IdempotencyLeaseLost):
+            attempt.release()
+        return False
+
 
 @dataclass(frozen=True)
 class Attempt:
@@ -92,37 +187,15 @@ class Attempt:
     reservation: Reserved
     events: KeyEvents
 
-    @contextmanager
-    def holding(self) -> Iterator[None]:
+    def holding(self) -> AbstractContextManager[None]:
         """Around the operation: a lost lease answers 409 lease-lost, any error frees the key.
 
         An error in an attempt that was taken over also answers 409 lease-lost: the key's
         outcome is the other attempt's now, and a retry receives it.
         """
-        try:
-            yield
-        except LeaseLostError as error:
-            if error.reservation != self.reservation:
-                self.release()  # a nested key's lease was lost: ours is still held
-                raise
-            logger.warning("idempotency: lease lost, outcome discarded")
-            raise IdempotencyLeaseLost(key_holder=self) from None
-        except IdempotencyLeaseLost as error:
-            if error.key_holder is self:
-                raise  # release() found the key taken over: nothing left to free
-            self.release()  # a nested key's lease was lost: ours is still held
-            raise
-        except Exception:
-            self.release()  # raises IdempotencyLeaseLost, chained to this error, if taken over
-            raise
-        except BaseException:
-            # KeyboardInterrupt, SystemExit: free the key, but never replace the signal.
-            with suppress(IdempotencyLeaseLost):
-                self.release()
-            raise
+        return _Holding(self)
 
-    @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
+    def transaction(self) -> Transaction:
         """The transaction that holds the operation's writes and, if final, its outcome.
 
         Call :meth:`Transaction.complete` or :meth:`Transaction.discard` before the block ends.
@@ -130,33 +203,7 @@ class Attempt:
         stored, so the error is logged as what it is and the block ends normally
         (``Transaction.committed`` tells).
         """
-        state = Transaction(self)
-        try:
-            with self.store.atomic():
-                # Registered first, so it runs before any callback the operation registers.
-                transaction.on_commit(state._mark_committed, using=self.store.using)
-                yield state
-        except Exception:
-            if state.aborted:
-                # Logged once rolled back: a log handler never runs while the transaction still
-                # holds the operation's row locks.
-                logger.error(
-                    "idempotency: the operation caught a database error inside its transaction "
-                    "without a savepoint, so its writes and its outcome (status %s) cannot be "
-                    "stored; nothing was kept. Wrap the statement that may fail in its own "
-                    "transaction.atomic() block (a savepoint) and catch the error outside it.",
-                    state.status,
-                )
-            if not (state.committed and state.completed):
-                raise
-            logger.exception(
-                "idempotency: an on_commit callback raised after the outcome was stored "
-                "(scope=%s key=%s); the stored outcome stands and retries receive it",
-                self.events.scope,
-                self.events.key,
-            )
-            # Django ran no callback after the one that raised: ours, registered last, included.
-            self.events.announce("completed", status=state.status)
+        return Transaction(self)
 
     def complete(self, outcome: StoredResponse) -> None:
         """Store the final outcome; call it in the transaction that holds the operation's writes.
@@ -165,10 +212,9 @@ class Attempt:
         over, and :class:`TransactionAborted` when the operation left its transaction unusable
         (:meth:`transaction` logs it, once the transaction is rolled back).
         """
-        connection = transaction.get_connection(self.store.using)
         try:
-            if connection.needs_rollback:
-                raise TransactionManagementError("the transaction is marked for rollback")
+            # A transaction marked for rollback refuses the statement (Django's cursor checks it
+            # first): TransactionManagementError, handled below.
             self.store.complete(self.reservation, outcome)
         except DatabaseError as error:
             if not _in_failed_transaction(error):

@@ -116,6 +116,8 @@ def route_identity(request: Request | HttpRequest) -> list[Any]:
     # django-stubs yet, hence getattr).
     captured = getattr(match, "captured_kwargs", None)
     kwargs = match.kwargs if captured is None else captured
+    if not match.args and type(kwargs) is dict and not kwargs:
+        return ["route", route, ["l"], {}]  # what the encoding below gives, without its walk
     try:
         return ["route", route, _encode(match.args), _encode(kwargs)]
     except TypeError:

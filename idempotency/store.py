@@ -493,22 +493,27 @@ class RecordStore:
         return self._again_if_deadlocked(delete)
 
 
-@contextmanager
-def write_transaction(using: str) -> Iterator[None]:
+def write_transaction(using: str) -> AbstractContextManager[None]:
     """``transaction.atomic`` for a transaction that writes records.
 
     On SQLite with DEFERRED transactions (``startproject``'s default) it takes the write lock
     first, as ``"transaction_mode": "IMMEDIATE"`` would: a deferred transaction that read
     before it wrote was refused the write lock at once ("database is locked", 503) whenever
     another connection wrote (a racing duplicate, any writer beside the purge), where now it
-    waits for it (the busy timeout).
+    waits for it (the busy timeout). Call it where the block starts (``with``).
     """
     connection = connections[using]
-    outermost = not connection.in_atomic_block
+    if connection.in_atomic_block or not _takes_the_write_lock_late(connection):
+        # Django's own block, no generator around it: every new key passes here twice.
+        return transaction.atomic(using=using)
+    return _write_locked_transaction(connection, using)
+
+
+@contextmanager
+def _write_locked_transaction(connection: BaseDatabaseWrapper, using: str) -> Iterator[None]:
     with transaction.atomic(using=using):
-        if outermost and _takes_the_write_lock_late(connection):
-            with connection.cursor() as cursor:
-                cursor.execute(record_statements(using).take_write_lock)
+        with connection.cursor() as cursor:
+            cursor.execute(record_statements(using).take_write_lock)
         yield
 
 
