@@ -17,6 +17,7 @@ Modes::
     python tools/profile_requests.py measure            # ms per request, this checkout
     python tools/profile_requests.py profile new        # cProfile of one path, top functions
     python tools/profile_requests.py compare OTHER_TREE  # both checkouts, rounds interleaved
+    python tools/profile_requests.py run PATH N         # N requests, for count_instructions.py
 
 ``compare`` runs ``measure`` in subprocesses, alternating this checkout and ``OTHER_TREE`` (a
 copy of another commit, e.g. ``git archive main | tar -x -C /tmp/before``), and prints the
@@ -146,6 +147,19 @@ def profile(path: str, n: int) -> None:
     stats.sort_stats("cumulative").print_stats("idempotency/", 60)
 
 
+def run_only(path: str, n: int) -> None:
+    """Set up, then ``n`` requests of ``path`` with the garbage collector off: under callgrind
+    the instructions of ``n`` requests minus those of none are the requests' own, and a
+    collection landing in one run and not the other would blur that difference."""
+    import gc
+
+    run = _setup()
+    gc.collect()
+    gc.disable()
+    if n:
+        run(path, n)
+
+
 def compare(other: Path, n: int, rounds: int) -> None:
     trees = {"this": Path.cwd(), "other": other.resolve()}
     results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
@@ -188,6 +202,8 @@ def main(argv: list[str]) -> None:
         print(json.dumps(result))
     elif mode == "profile":
         profile(argv[1], int(argv[2]) if len(argv) > 2 else 500)
+    elif mode == "run":
+        run_only(argv[1], int(argv[2]))
     elif mode == "compare":
         compare(Path(argv[1]), int(argv[2]) if len(argv) > 2 else 100, 5)
     else:

@@ -1,0 +1,170 @@
+"""The new key's path, made cheaper (issue 11): what it stores and how its blocks end.
+
+The completion's values reach PostgreSQL as the driver adapts them instead of through each
+field's preparation, and the attempt's blocks are classes instead of generators. Each must store
+and decide exactly what the ORM's preparation and the generators did.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+
+from idempotency import signals
+from idempotency.attempts import begin
+from idempotency.exceptions import IdempotencyLeaseLost
+from idempotency.models import IdempotencyRecord
+from idempotency.statements import record_statements
+from idempotency.store import RecordStore, StoredResponse
+from tests.testapp.models import Widget
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HOUR = timedelta(hours=1)
+
+
+def _attempt(store: RecordStore, key: str = "k"):
+    return begin(
+        store,
+        sender=None,
+        request=None,
+        scope="scope",
+        key=key,
+        fingerprint="f" * 64,
+        method="POST",
+        path="/p",
+        lease=HOUR,
+        expiry=HOUR,
+    )
+
+
+def _record(key: str = "k") -> IdempotencyRecord:
+    return IdempotencyRecord.objects.get(scope="scope", key=key)
+
+
+OUTCOMES = [
+    StoredResponse(201, [("Content-Type", "application/json"), ("Location", "/p/1")], b'{"a":1}'),
+    StoredResponse(200, [], b""),
+    # Latin-1 header text, quotes and backslashes in JSON, NUL and high bytes in the body.
+    StoredResponse(
+        409, [("Content-Disposition", 'attachment; filename="r\\é.txt"')], b"\x00\xff\x80 end"
+    ),
+]
+
+
+@pytest.mark.parametrize("outcome", OUTCOMES, ids=["created", "empty", "awkward"])
+@pytest.mark.parametrize("clock", ["database", "app"])
+def test_the_completion_stores_what_the_orm_would(outcome, clock):
+    """On the database's clock PostgreSQL takes the plain values; the app's clock still goes
+    through the fields: both store the outcome exactly, and a replay returns it."""
+    store = RecordStore() if clock == "database" else RecordStore(clock=_fixed_now)
+    attempt = _attempt(store)
+    with attempt.holding(), attempt.transaction() as operation:
+        operation.complete(outcome)
+    record = _record()
+    assert record.state == IdempotencyRecord.State.COMPLETED
+    assert record.response_status == outcome.status
+    assert record.response_headers == [list(header) for header in outcome.headers]
+    assert bytes(record.response_body) == outcome.body
+    assert _attempt(store) == outcome  # the replay
+
+
+def _fixed_now():
+    from django.utils import timezone
+
+    return timezone.now()
+
+
+def test_postgresql_completes_with_plain_values_only_on_its_clock():
+    statements = record_statements(connection.alias)
+    assert statements.plain_completion is (connection.vendor == "postgresql")
+    if statements.plain_completion:
+        assert "::jsonb" in statements.complete
+        assert "::jsonb" in (statements.complete_with_interval or "")
+
+
+def test_an_interrupt_in_the_operation_frees_the_key_and_stays_an_interrupt():
+    store = RecordStore()
+    attempt = _attempt(store)
+    with pytest.raises(KeyboardInterrupt), attempt.holding():
+        with attempt.transaction():
+            Widget.objects.create(name="never", size=1)
+            raise KeyboardInterrupt
+    assert not IdempotencyRecord.objects.filter(key="k").exists()
+    assert not Widget.objects.exists()
+
+
+def test_an_error_after_the_completion_rolls_both_back_and_frees_the_key():
+    store = RecordStore()
+    attempt = _attempt(store)
+    with pytest.raises(ZeroDivisionError), attempt.holding():
+        with attempt.transaction() as operation:
+            Widget.objects.create(name="never", size=1)
+            operation.complete(OUTCOMES[0])
+            1 / 0  # noqa: B018
+    assert not operation.committed
+    assert not IdempotencyRecord.objects.filter(key="k").exists()
+    assert not Widget.objects.exists()
+
+
+def test_a_lease_taken_over_during_the_operation_answers_lease_lost_and_keeps_the_other():
+    store = RecordStore()
+    attempt = _attempt(store)
+    # Another attempt took the key over: its token is the record's now.
+    IdempotencyRecord.objects.filter(key="k").update(
+        lease_token="00000000-0000-0000-0000-0000000000ff"
+    )
+    with pytest.raises(IdempotencyLeaseLost), attempt.holding():
+        with attempt.transaction() as operation:
+            Widget.objects.create(name="fenced", size=1)
+            operation.complete(OUTCOMES[0])
+    assert not Widget.objects.exists()
+    assert _record().state == IdempotencyRecord.State.IN_PROGRESS  # the other holder's
+
+
+def test_a_callback_that_raises_after_the_commit_leaves_the_outcome_stored(caplog):
+    store = RecordStore()
+    attempt = _attempt(store)
+    announced = []
+
+    def receiver(**kwargs):
+        announced.append(kwargs["status"])
+
+    def broken():
+        raise RuntimeError("callback")
+
+    signals.completed.connect(receiver)
+    try:
+        with caplog.at_level(logging.ERROR, logger="idempotency"), attempt.holding():
+            with attempt.transaction() as operation:
+                Widget.objects.create(name="kept", size=1)
+                transaction.on_commit(broken)
+                operation.complete(OUTCOMES[0])
+    finally:
+        signals.completed.disconnect(receiver)
+    assert operation.committed and operation.completed
+    assert announced == [201]  # once, although Django ran no callback after the broken one
+    assert any("raised after the outcome was stored" in r.getMessage() for r in caplog.records)
+    assert _record().state == IdempotencyRecord.State.COMPLETED
+    assert Widget.objects.get().name == "kept"
+
+
+def test_a_failed_transaction_is_logged_once_rolled_back_and_stores_nothing(caplog):
+    from django.db import IntegrityError
+
+    store = RecordStore()
+    attempt = _attempt(store)
+    Widget.objects.create(name="taken", size=1)
+    with caplog.at_level(logging.ERROR, logger="idempotency"), pytest.raises(Exception):
+        with attempt.holding(), attempt.transaction() as operation:
+            try:  # caught without a savepoint: the transaction is broken
+                Widget.objects.create(id=Widget.objects.get().id, name="again", size=1)
+            except IntegrityError:
+                pass
+            operation.complete(OUTCOMES[0])
+    assert operation.aborted and not operation.committed
+    assert sum("without a savepoint" in r.getMessage() for r in caplog.records) == 1
+    assert not IdempotencyRecord.objects.filter(key="k").exists()
