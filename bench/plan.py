@@ -21,12 +21,13 @@ class Operation:
 
 PAYMENT = Operation(
     "payment",
-    "the demo's `POST /payments`: a charge at the simulated gateway (its own database "
-    "connection and transaction) and a Payment row",
+    "the demo's payment (`PaymentViewSet`, the view behind `POST /payments`, routed beside its "
+    "baseline and floor): a charge at the simulated gateway (its own database connection and "
+    "transaction) and a Payment row",
     json.dumps({"customerId": "cust_123", "amount": 100, "currency": "USD"}),
     {
         "baseline": "/bench/baseline/payments",
-        "mixin": "/payments",
+        "mixin": "/bench/idempotent/payments",
         "floor": "/bench/floor/payments",
     },
 )

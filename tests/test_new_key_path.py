@@ -8,6 +8,7 @@ and decide exactly what the ORM's preparation and the generators did.
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 from datetime import timedelta
 
 import pytest
@@ -15,7 +16,7 @@ from django.db import connection, transaction
 
 from idempotency import signals
 from idempotency.attempts import begin
-from idempotency.exceptions import IdempotencyLeaseLost
+from idempotency.exceptions import IdempotencyLeaseLost, TransactionAborted
 from idempotency.models import IdempotencyRecord
 from idempotency.statements import record_statements
 from idempotency.store import RecordStore, StoredResponse
@@ -89,10 +90,9 @@ def test_postgresql_completes_with_plain_values_only_on_its_clock():
 def test_an_interrupt_in_the_operation_frees_the_key_and_stays_an_interrupt():
     store = RecordStore()
     attempt = _attempt(store)
-    with pytest.raises(KeyboardInterrupt), attempt.holding():
-        with attempt.transaction():
-            Widget.objects.create(name="never", size=1)
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), attempt.holding(), attempt.transaction():
+        Widget.objects.create(name="never", size=1)
+        raise KeyboardInterrupt
     assert not IdempotencyRecord.objects.filter(key="k").exists()
     assert not Widget.objects.exists()
 
@@ -100,11 +100,14 @@ def test_an_interrupt_in_the_operation_frees_the_key_and_stays_an_interrupt():
 def test_an_error_after_the_completion_rolls_both_back_and_frees_the_key():
     store = RecordStore()
     attempt = _attempt(store)
-    with pytest.raises(ZeroDivisionError), attempt.holding():
-        with attempt.transaction() as operation:
-            Widget.objects.create(name="never", size=1)
-            operation.complete(OUTCOMES[0])
-            1 / 0  # noqa: B018
+    with (
+        pytest.raises(ZeroDivisionError),
+        attempt.holding(),
+        attempt.transaction() as operation,
+    ):
+        Widget.objects.create(name="never", size=1)
+        operation.complete(OUTCOMES[0])
+        1 / 0  # noqa: B018
     assert not operation.committed
     assert not IdempotencyRecord.objects.filter(key="k").exists()
     assert not Widget.objects.exists()
@@ -117,10 +120,13 @@ def test_a_lease_taken_over_during_the_operation_answers_lease_lost_and_keeps_th
     IdempotencyRecord.objects.filter(key="k").update(
         lease_token="00000000-0000-0000-0000-0000000000ff"
     )
-    with pytest.raises(IdempotencyLeaseLost), attempt.holding():
-        with attempt.transaction() as operation:
-            Widget.objects.create(name="fenced", size=1)
-            operation.complete(OUTCOMES[0])
+    with (
+        pytest.raises(IdempotencyLeaseLost),
+        attempt.holding(),
+        attempt.transaction() as operation,
+    ):
+        Widget.objects.create(name="fenced", size=1)
+        operation.complete(OUTCOMES[0])
     assert not Widget.objects.exists()
     assert _record().state == IdempotencyRecord.State.IN_PROGRESS  # the other holder's
 
@@ -138,11 +144,14 @@ def test_a_callback_that_raises_after_the_commit_leaves_the_outcome_stored(caplo
 
     signals.completed.connect(receiver)
     try:
-        with caplog.at_level(logging.ERROR, logger="idempotency"), attempt.holding():
-            with attempt.transaction() as operation:
-                Widget.objects.create(name="kept", size=1)
-                transaction.on_commit(broken)
-                operation.complete(OUTCOMES[0])
+        with (
+            caplog.at_level(logging.ERROR, logger="idempotency"),
+            attempt.holding(),
+            attempt.transaction() as operation,
+        ):
+            Widget.objects.create(name="kept", size=1)
+            transaction.on_commit(broken)
+            operation.complete(OUTCOMES[0])
     finally:
         signals.completed.disconnect(receiver)
     assert operation.committed and operation.completed
@@ -158,13 +167,15 @@ def test_a_failed_transaction_is_logged_once_rolled_back_and_stores_nothing(capl
     store = RecordStore()
     attempt = _attempt(store)
     Widget.objects.create(name="taken", size=1)
-    with caplog.at_level(logging.ERROR, logger="idempotency"), pytest.raises(Exception):
-        with attempt.holding(), attempt.transaction() as operation:
-            try:  # caught without a savepoint: the transaction is broken
-                Widget.objects.create(id=Widget.objects.get().id, name="again", size=1)
-            except IntegrityError:
-                pass
-            operation.complete(OUTCOMES[0])
+    with (
+        caplog.at_level(logging.ERROR, logger="idempotency"),
+        pytest.raises(TransactionAborted),
+        attempt.holding(),
+        attempt.transaction() as operation,
+    ):
+        with suppress(IntegrityError):  # caught without a savepoint: the transaction is broken
+            Widget.objects.create(id=Widget.objects.get().id, name="again", size=1)
+        operation.complete(OUTCOMES[0])
     assert operation.aborted and not operation.committed
     assert sum("without a savepoint" in r.getMessage() for r in caplog.records) == 1
     assert not IdempotencyRecord.objects.filter(key="k").exists()

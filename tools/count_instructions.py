@@ -23,7 +23,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = "tools/profile_requests.py"
+# This checkout's driver, run in the tree measured (it imports the code of its working directory):
+# an older checkout need not have its ``run`` mode.
+SCRIPT = str(Path(__file__).resolve().parent / "profile_requests.py")
 
 
 def instructions(tree: Path, path: str, n: int) -> int:

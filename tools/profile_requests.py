@@ -4,8 +4,8 @@ Drives the demo through Django's test client (bench settings: DEBUG off, persist
 and measures this process's CPU time per request for these paths:
 
 - ``baseline``: the same viewset without the mixin (``/bench/baseline/payments``);
-- ``new``: ``/payments`` with a fresh key each time;
-- ``replay``: ``/payments`` with keys already completed;
+- ``new``: the demo's ``PaymentViewSet`` (``/bench/idempotent/payments``), a fresh key each time;
+- ``replay``: the same with keys already completed;
 - ``floor``, ``floor-replay``: the same payment protected by the floor (the minimal protocol by
   hand, ``bench/floor/protocol.py``), a new key and a completed one;
 - ``note-baseline``, ``note-new``, ``note-replay``, ``note-floor``, ``note-floor-replay``: the
@@ -55,8 +55,8 @@ NOTE_BODY = {"text": "hello"}
 # Each path: its URL, its body, and how it is keyed ("none", "new" or "replay").
 ROUTES: dict[str, tuple[str, dict[str, Any], str]] = {
     "baseline": ("/bench/baseline/payments", PAYMENT_BODY, "none"),
-    "new": ("/payments", PAYMENT_BODY, "new"),
-    "replay": ("/payments", PAYMENT_BODY, "replay"),
+    "new": ("/bench/idempotent/payments", PAYMENT_BODY, "new"),
+    "replay": ("/bench/idempotent/payments", PAYMENT_BODY, "replay"),
     "note-baseline": ("/bench/baseline/notes", NOTE_BODY, "none"),
     "note-new": ("/bench/idempotent/notes", NOTE_BODY, "new"),
     "note-replay": ("/bench/idempotent/notes", NOTE_BODY, "replay"),
