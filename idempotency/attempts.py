@@ -212,9 +212,12 @@ class Attempt:
         over, and :class:`TransactionAborted` when the operation left its transaction unusable
         (:meth:`transaction` logs it, once the transaction is rolled back).
         """
+        connection = transaction.get_connection(self.store.using)
         try:
-            # A transaction marked for rollback refuses the statement (Django's cursor checks it
-            # first): TransactionManagementError, handled below.
+            # Checked here, not left to Django's cursor: a connection the operation closed (it
+            # sent request_finished, say) fails to open a cursor before the cursor's own check.
+            if connection.needs_rollback:
+                raise TransactionManagementError("the transaction is marked for rollback")
             self.store.complete(self.reservation, outcome)
         except DatabaseError as error:
             if not _in_failed_transaction(error):

@@ -232,8 +232,7 @@ class IdempotentMixin(_Base):
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         # Mirrors APIView.dispatch, with the handler run through the key when it is protected.
-        handler = self._protected_handler(request)
-        if handler is None:
+        if not self._protects(request):
             return self._dispatch_unprotected(request, *args, **kwargs)
         self.args = args
         self.kwargs = kwargs
@@ -244,7 +243,7 @@ class IdempotentMixin(_Base):
             # Authentication, permissions and throttles first: a replay only ever goes to a
             # caller who may make this request now.
             self.initial(drf_request, *args, **kwargs)
-            response = self._run_idempotently(drf_request, handler)
+            response = self._run_idempotently(drf_request, self._handler(drf_request))
         except Exception as exc:
             if isinstance(exc, STORAGE_ERRORS):
                 # Reached after the attempt released the key (or found nothing to release).
@@ -256,9 +255,8 @@ class IdempotentMixin(_Base):
         self.response = response  # type: ignore[assignment]
         return response
 
-    def _protected_handler(self, request: HttpRequest) -> Handler | None:
-        """The handler of a request that goes through the key; None for every other request,
-        which runs as without us.
+    def _protects(self, request: HttpRequest) -> bool:
+        """Whether this request goes through the key; every other one runs as without us.
 
         A method the view does not implement answers DRF's 405 (with ``Allow``), and a keyless
         request where the key is optional keeps the transaction Django would give it.
@@ -267,16 +265,14 @@ class IdempotentMixin(_Base):
         # HEAD runs the GET handler: where GET is protected, so is HEAD.
         checked = "GET" if method == "HEAD" else method
         if checked not in self.get_idempotency_methods():
-            return None
-        handler = self._handler_for(method)
-        if handler == self.http_method_not_allowed:
-            return None
+            return False
+        if self._handler_for(method) == self.http_method_not_allowed:
+            return False
         # Where the key is optional, a keyless request is told apart by the header alone.
-        if self.get_idempotency_required() or (
-            header_value(request, idempotency_settings.HEADER) is not None
-        ):
-            return handler
-        return None
+        return (
+            self.get_idempotency_required()
+            or header_value(request, idempotency_settings.HEADER) is not None
+        )
 
     # DRF types these as Response; at run time any HttpResponse passes (finalize_response asserts
     # HttpResponseBase). Problems are plain HttpResponses so no negotiated renderer reformats them.
@@ -290,6 +286,9 @@ class IdempotentMixin(_Base):
     ) -> HttpResponseBase:
         with unprotected_request_transaction(self._idempotency_database()):
             return super().dispatch(request, *args, **kwargs)
+
+    def _handler(self, request: Request) -> Handler:
+        return self._handler_for(request.method or "")
 
     def _handler_for(self, method: str) -> Handler:
         if method.lower() in self.http_method_names:

@@ -121,8 +121,9 @@ class RecordStatements:
         if self.plain_completion and values["completed_at"] is IN_STATEMENT:
             # What the fields' preparation passes on PostgreSQL: the int, Jsonb of json.dumps
             # (the field has no encoder), the bytes and the UUID, each adapted by psycopg.
+            status = values["response_status"]
             return [
-                int(values["response_status"]),
+                None if status is None else int(status),
                 json.dumps(values["response_headers"]),
                 values["response_body"],
                 record_id,

@@ -179,3 +179,13 @@ def test_a_failed_transaction_is_logged_once_rolled_back_and_stores_nothing(capl
     assert operation.aborted and not operation.committed
     assert sum("without a savepoint" in r.getMessage() for r in caplog.records) == 1
     assert not IdempotencyRecord.objects.filter(key="k").exists()
+
+
+@pytest.mark.parametrize("clock", ["database", "app"])
+def test_a_status_left_unset_is_stored_as_null_on_both_paths(clock):
+    """Outside the contract (the entry points always pass an int), but as the field stores it."""
+    store = RecordStore() if clock == "database" else RecordStore(clock=_fixed_now)
+    attempt = _attempt(store)
+    with attempt.holding(), attempt.transaction() as operation:
+        operation.complete(StoredResponse(None, [], b""))  # type: ignore[arg-type]
+    assert _record().response_status is None

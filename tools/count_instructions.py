@@ -46,8 +46,9 @@ def instructions(tree: Path, path: str, n: int) -> int:
         env=environment,
         capture_output=True,
         text=True,
-        check=True,
     )
+    if completed.returncode != 0:
+        raise RuntimeError(f"{path} in {tree} failed:\n{completed.stderr[-3000:]}")
     match = re.search(r"Collected : (\d+)", completed.stderr)
     if match is None:
         raise RuntimeError(f"callgrind printed no count:\n{completed.stderr[-2000:]}")
