@@ -27,7 +27,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 HOUR = timedelta(hours=1)
 
 
-def _attempt(store: RecordStore, key: str = "k"):
+def reserved_attempt(store: RecordStore, key: str = "k"):
+    """The attempt that holds ``key`` in the scope the tests read (a new key)."""
     return begin(
         store,
         sender=None,
@@ -62,7 +63,7 @@ def test_the_completion_stores_what_the_orm_would(outcome, clock):
     """On the database's clock PostgreSQL takes the plain values; the app's clock still goes
     through the fields: both store the outcome exactly, and a replay returns it."""
     store = RecordStore() if clock == "database" else RecordStore(clock=_fixed_now)
-    attempt = _attempt(store)
+    attempt = reserved_attempt(store)
     with attempt.holding(), attempt.transaction() as operation:
         operation.complete(outcome)
     record = _record()
@@ -70,7 +71,7 @@ def test_the_completion_stores_what_the_orm_would(outcome, clock):
     assert record.response_status == outcome.status
     assert record.response_headers == [list(header) for header in outcome.headers]
     assert bytes(record.response_body) == outcome.body
-    assert _attempt(store) == outcome  # the replay
+    assert reserved_attempt(store) == outcome  # the replay
 
 
 def _fixed_now():
@@ -89,7 +90,7 @@ def test_postgresql_completes_with_plain_values_only_on_its_clock():
 
 def test_an_interrupt_in_the_operation_frees_the_key_and_stays_an_interrupt():
     store = RecordStore()
-    attempt = _attempt(store)
+    attempt = reserved_attempt(store)
     with pytest.raises(KeyboardInterrupt), attempt.holding(), attempt.transaction():
         Widget.objects.create(name="never", size=1)
         raise KeyboardInterrupt
@@ -99,7 +100,7 @@ def test_an_interrupt_in_the_operation_frees_the_key_and_stays_an_interrupt():
 
 def test_an_error_after_the_completion_rolls_both_back_and_frees_the_key():
     store = RecordStore()
-    attempt = _attempt(store)
+    attempt = reserved_attempt(store)
     with (
         pytest.raises(ZeroDivisionError),
         attempt.holding(),
@@ -115,7 +116,7 @@ def test_an_error_after_the_completion_rolls_both_back_and_frees_the_key():
 
 def test_a_lease_taken_over_during_the_operation_answers_lease_lost_and_keeps_the_other():
     store = RecordStore()
-    attempt = _attempt(store)
+    attempt = reserved_attempt(store)
     # Another attempt took the key over: its token is the record's now.
     IdempotencyRecord.objects.filter(key="k").update(
         lease_token="00000000-0000-0000-0000-0000000000ff"
@@ -133,7 +134,7 @@ def test_a_lease_taken_over_during_the_operation_answers_lease_lost_and_keeps_th
 
 def test_a_callback_that_raises_after_the_commit_leaves_the_outcome_stored(caplog):
     store = RecordStore()
-    attempt = _attempt(store)
+    attempt = reserved_attempt(store)
     announced = []
 
     def receiver(**kwargs):
@@ -165,7 +166,7 @@ def test_a_failed_transaction_is_logged_once_rolled_back_and_stores_nothing(capl
     from django.db import IntegrityError
 
     store = RecordStore()
-    attempt = _attempt(store)
+    attempt = reserved_attempt(store)
     Widget.objects.create(name="taken", size=1)
     with (
         caplog.at_level(logging.ERROR, logger="idempotency"),
@@ -185,7 +186,7 @@ def test_a_failed_transaction_is_logged_once_rolled_back_and_stores_nothing(capl
 def test_a_status_left_unset_is_stored_as_null_on_both_paths(clock):
     """Outside the contract (the entry points always pass an int), but as the field stores it."""
     store = RecordStore() if clock == "database" else RecordStore(clock=_fixed_now)
-    attempt = _attempt(store)
+    attempt = reserved_attempt(store)
     with attempt.holding(), attempt.transaction() as operation:
         operation.complete(StoredResponse(None, [], b""))  # type: ignore[arg-type]
     assert _record().response_status is None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
 
 import pytest
 from django.db import close_old_connections, connection
@@ -20,36 +19,18 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from idempotency.attempts import begin
 from idempotency.decorators import idempotent
 from idempotency.exceptions import TransactionAborted
 from idempotency.mixins import IdempotentMixin
 from idempotency.models import IdempotencyRecord
 from idempotency.store import RecordStore, StoredResponse
+from tests.test_new_key_path import reserved_attempt
 from tests.testapp.models import Widget
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.urls(__name__),
 ]
-
-HOUR = timedelta(hours=1)
-
-
-def _attempt(store: RecordStore, key: str = "k"):
-    return begin(
-        store,
-        sender=None,
-        request=None,
-        scope="scope",
-        key=key,
-        fingerprint="f" * 64,
-        method="POST",
-        path="/p",
-        lease=HOUR,
-        expiry=HOUR,
-    )
-
 
 # 1. A transaction marked for rollback because its connection was closed inside it ----------
 #
@@ -86,7 +67,7 @@ def closing_function(request):
 
 
 def test_a_connection_closed_inside_the_operation_is_a_transaction_aborted_for_the_store():
-    attempt = _attempt(RecordStore())
+    attempt = reserved_attempt(RecordStore())
     with (
         pytest.raises(TransactionAborted),
         attempt.holding(),
