@@ -106,7 +106,7 @@ class RecordStatements:
     take_write_lock: str = ""
     # PostgreSQL: the completion's values go to the driver as they are (the headers as JSON text
     # the statement casts), not through each model field's preparation, which cost a completion
-    # more Python than the rest of its statement (tools/profile_requests.py).
+    # more Python than the rest of its statement (tools/count_instructions.py).
     plain_completion: bool = False
     # The key's row (id, READ_FIELDS, the database's now or NULL), by scope and key: on the app's
     # clock (False) and on the database's (True).
