@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.utils import timezone
 
 from idempotency import signals
 from idempotency.attempts import begin
@@ -43,6 +44,11 @@ def reserved_attempt(store: RecordStore, key: str = "k"):
     )
 
 
+def _store(clock: str) -> RecordStore:
+    """On the database's clock, or on the app's (the field path's completion)."""
+    return RecordStore() if clock == "database" else RecordStore(clock=timezone.now)
+
+
 def _record(key: str = "k") -> IdempotencyRecord:
     return IdempotencyRecord.objects.get(scope="scope", key=key)
 
@@ -62,7 +68,7 @@ OUTCOMES = [
 def test_the_completion_stores_what_the_orm_would(outcome, clock):
     """On the database's clock PostgreSQL takes the plain values; the app's clock still goes
     through the fields: both store the outcome exactly, and a replay returns it."""
-    store = RecordStore() if clock == "database" else RecordStore(clock=_fixed_now)
+    store = _store(clock)
     attempt = reserved_attempt(store)
     with attempt.holding(), attempt.transaction() as operation:
         operation.complete(outcome)
@@ -72,12 +78,6 @@ def test_the_completion_stores_what_the_orm_would(outcome, clock):
     assert record.response_headers == [list(header) for header in outcome.headers]
     assert bytes(record.response_body) == outcome.body
     assert reserved_attempt(store) == outcome  # the replay
-
-
-def _fixed_now():
-    from django.utils import timezone
-
-    return timezone.now()
 
 
 def test_postgresql_completes_with_plain_values_only_on_its_clock():
@@ -185,7 +185,7 @@ def test_a_failed_transaction_is_logged_once_rolled_back_and_stores_nothing(capl
 @pytest.mark.parametrize("clock", ["database", "app"])
 def test_a_status_left_unset_is_stored_as_null_on_both_paths(clock):
     """Outside the contract (the entry points always pass an int), but as the field stores it."""
-    store = RecordStore() if clock == "database" else RecordStore(clock=_fixed_now)
+    store = _store(clock)
     attempt = reserved_attempt(store)
     with attempt.holding(), attempt.transaction() as operation:
         operation.complete(StoredResponse(None, [], b""))  # type: ignore[arg-type]

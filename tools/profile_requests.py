@@ -1,4 +1,4 @@
-"""The library's own Python time per request, on the demo's POST /payments and the bench's note.
+"""The library's own Python time per request, on the demo's payment and the bench's note.
 
 Drives the demo through Django's test client (bench settings: DEBUG off, persistent connections)
 and measures this process's CPU time per request for these paths:
