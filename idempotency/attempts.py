@@ -68,12 +68,31 @@ class Transaction:
         self.aborted = False
         self.status = 0
         self._atomic: AbstractContextManager[None] | None = None
+        self._outcome: StoredResponse | None = None
 
     def complete(self, outcome: StoredResponse) -> None:
-        """Store the final outcome with the operation's writes (raises LeaseLostError if lost)."""
+        """Store ``outcome`` as the final one, with the operation's writes, as the block ends.
+
+        The completion is the transaction's last statement, so the block raises
+        :class:`~idempotency.store.LeaseLostError` when the lease was lost; an error raised in
+        the block after this call rolls everything back and stores nothing, as before it.
+        """
         self.status = outcome.status
+        self._outcome = outcome
+
+    def _store_outcome(self, outcome: StoredResponse) -> None:
+        connection = transaction.get_connection(self.attempt.store.using)
+        blocks = connection.atomic_blocks
+        # This block is the connection's whole transaction and commits as it ends: the
+        # completion may commit it in its own round trip (Django's commit then has nothing to do).
+        whole = (
+            len(blocks) == 1
+            and blocks[0] is self._atomic
+            and connection.commit_on_exit
+            and not connection.savepoint_ids
+        )
         try:
-            self.attempt.complete(outcome)
+            self.attempt.complete(outcome, commit=whole)
         except TransactionAborted:
             self.aborted = True
             raise
@@ -81,6 +100,7 @@ class Transaction:
 
     def discard(self) -> None:
         """Roll the operation's writes back: the outcome is not final."""
+        self._outcome = None
         transaction.set_rollback(True, using=self.attempt.store.using)
 
     def _mark_committed(self) -> None:
@@ -106,6 +126,14 @@ class Transaction:
         traceback: TracebackType | None,
     ) -> None:
         assert self._atomic is not None
+        if kind is None and self._outcome is not None:
+            try:
+                self._store_outcome(self._outcome)
+            except BaseException as failure:
+                self._atomic.__exit__(type(failure), failure, failure.__traceback__)
+                if isinstance(failure, Exception):
+                    self._log_aborted()
+                raise
         try:
             self._atomic.__exit__(kind, error, traceback)  # commits, or rolls the error back
         except Exception:
@@ -205,12 +233,13 @@ class Attempt:
         """
         return Transaction(self)
 
-    def complete(self, outcome: StoredResponse) -> None:
+    def complete(self, outcome: StoredResponse, *, commit: bool = False) -> None:
         """Store the final outcome; call it in the transaction that holds the operation's writes.
 
         Raises :class:`~idempotency.store.LeaseLostError` when another attempt took the key
         over, and :class:`TransactionAborted` when the operation left its transaction unusable
-        (:meth:`transaction` logs it, once the transaction is rolled back).
+        (:meth:`transaction` logs it, once the transaction is rolled back). ``commit``: see
+        :meth:`RecordStore.complete <idempotency.store.RecordStore.complete>`.
         """
         connection = transaction.get_connection(self.store.using)
         try:
@@ -218,7 +247,7 @@ class Attempt:
             # sent request_finished, say) fails to open a cursor before the cursor's own check.
             if connection.needs_rollback:
                 raise TransactionManagementError("the transaction is marked for rollback")
-            self.store.complete(self.reservation, outcome)
+            self.store.complete(self.reservation, outcome, commit=commit)
         except DatabaseError as error:
             if not _in_failed_transaction(error):
                 raise

@@ -111,6 +111,13 @@ class RecordStatements:
     # The key's row (id, READ_FIELDS, the database's now or NULL), by scope and key: on the app's
     # clock (False) and on the database's (True).
     read: dict[bool, str] = field(default_factory=dict)
+    # PostgreSQL with psycopg 3: the completion can end its transaction itself (committing()).
+    completion_commits: bool = False
+
+    def commits_in_completion(self, connection: BaseDatabaseWrapper) -> bool:
+        """Whether this connection sends :func:`committing` as one round trip: its cursors bind
+        parameters on the client (Django's default), so one execute runs several statements."""
+        return self.completion_commits and _binds_on_client(connection.connection.cursor_factory)
 
     def insert_params(self, connection: BaseDatabaseWrapper, values: dict[str, Any]) -> list[Any]:
         return _prepared(connection, INSERT_FIELDS, values, self.clock)
@@ -183,6 +190,37 @@ def _expiry_written(statement: str, clock: DatabaseClock, expiry: timedelta) -> 
     return statement.replace(clock.later, clock.later_by(expiry))
 
 
+# Raised by the database as the committing completion's error when the fence matched no row.
+LEASE_LOST = "idempotency: lease lost"
+
+
+@lru_cache(maxsize=256)
+def committing(completion: str) -> str:
+    """``completion``, then ``COMMIT``, in one round trip: the operation's row locks are held
+    for one round trip fewer. A fence that matches no row (the lease was lost) must not reach
+    the ``COMMIT``, so it fails in the database: the CASE gives the marker text, which the
+    cast to int refuses (SQLSTATE 22P02), and PostgreSQL skips the rest of the string. The
+    cast is outside the CASE, whose constant branches the planner folds (an error there would
+    be raised whatever the count)."""
+    return (
+        f"WITH completed AS ({completion} RETURNING 1) "
+        f"SELECT (SELECT CASE count(*) WHEN 1 THEN '1' ELSE '{LEASE_LOST}' END "
+        "FROM completed)::int; COMMIT"
+    )
+
+
+def lease_lost_in_database(error: Exception) -> bool:
+    """Whether ``error`` is :func:`committing`'s fence failing."""
+    return getattr(error.__cause__, "sqlstate", None) == "22P02" and LEASE_LOST in str(error)
+
+
+@cache
+def _binds_on_client(cursor_factory: type) -> bool:
+    import psycopg  # only reached on PostgreSQL with psycopg 3
+
+    return issubclass(cursor_factory, psycopg.ClientCursor)
+
+
 @cache  # looked up for every parameter of every new key: the model's fields never change
 def _field(name: str) -> Field[Any, Any]:
     model_field = IdempotencyRecord._meta.get_field(name)
@@ -222,6 +260,7 @@ def record_statements(alias: str) -> RecordStatements:
         return None
 
     plain_completion = connection.vendor == "postgresql"
+    completion_commits = plain_completion and _psycopg3()
 
     def complete_statement(clock: DatabaseClock | None) -> str:
         placeholders = _placeholders(COMPLETE_FIELDS, clock)
@@ -278,4 +317,11 @@ def record_statements(alias: str) -> RecordStatements:
         take_write_lock=f"UPDATE {table} SET {column('id')} = {column('id')} WHERE 1 = 0",
         read={False: read_statement(None), True: read_statement(clock)},
         plain_completion=plain_completion,
+        completion_commits=completion_commits,
     )
+
+
+def _psycopg3() -> bool:
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    return bool(is_psycopg3)

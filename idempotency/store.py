@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import (
+    DatabaseError,
     IntegrityError,
     OperationalError,
     ProgrammingError,
@@ -31,7 +32,14 @@ from idempotency import reserve_function
 from idempotency.dbclock import DatabaseNow, database_now
 from idempotency.models import IdempotencyRecord
 from idempotency.rows import record_from_row
-from idempotency.statements import IN_STATEMENT, NOW, FromNow, record_statements
+from idempotency.statements import (
+    IN_STATEMENT,
+    NOW,
+    FromNow,
+    committing,
+    lease_lost_in_database,
+    record_statements,
+)
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
@@ -437,13 +445,20 @@ class RecordStore:
         record.save(using=self.using)
         return Reserved(record.pk, token, expiry, record.scope, record.key, taken_over=taken_over)
 
-    def complete(self, reservation: Reserved, response: StoredResponse) -> None:
+    def complete(
+        self, reservation: Reserved, response: StoredResponse, *, commit: bool = False
+    ) -> None:
         """Store the outcome; raises :class:`LeaseLostError` if the lease was taken over.
 
         Only the current holder of an in-progress record completes it: a completed outcome is
         final, also for a second call with the same reservation. The outcome is replayed for
         the reservation's expiry from now. Call it inside the transaction that holds the
         operation's writes, so that a fenced-out attempt rolls them back with its outcome.
+
+        ``commit=True`` says this is the transaction's last statement and the transaction is
+        the connection's own (the outermost atomic block): where the database can, the same
+        round trip commits it (``statements.committing``), and the block's own commit then
+        finds nothing left to do.
         """
         statements = record_statements(self.using)
         on_database_clock = self._on_database_clock()
@@ -465,6 +480,14 @@ class RecordStore:
             connection, values, reservation.record_id, reservation.token
         )
         with connection.cursor() as cursor:
+            if commit and statements.commits_in_completion(connection):
+                try:
+                    cursor.execute(committing(sql), params)
+                except DatabaseError as error:
+                    if lease_lost_in_database(error):
+                        raise LeaseLostError(reservation) from error
+                    raise
+                return
             cursor.execute(sql, params)
             updated = cursor.rowcount
         if updated != 1:

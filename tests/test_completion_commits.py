@@ -1,0 +1,215 @@
+"""The completion that commits (issue 11): on PostgreSQL the operation's transaction ends with
+the completion's own round trip, one fewer while the operation's row locks are held.
+
+It may commit only a transaction that is the connection's own and ends with it: never a
+caller's, never one a connection without autocommit keeps open, never after an error. Where it
+commits, Django's own commit must find nothing left to do and run the callbacks as before.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from idempotency.exceptions import IdempotencyLeaseLost
+from idempotency.models import IdempotencyRecord
+from idempotency.operations import run_once
+from idempotency.statements import LEASE_LOST, record_statements
+from idempotency.store import LeaseLostError, RecordStore
+from tests.test_new_key_path import OUTCOMES, reserved_attempt
+from tests.testapp.models import Widget
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+COMMITS = connection.vendor == "postgresql"
+postgres_only = pytest.mark.skipif(not COMMITS, reason="the completion commits on PostgreSQL")
+
+
+def completion(sql: str) -> bool:
+    return "UPDATE" in sql and "idempotency_idempotencyrecord" in sql and "completed" in sql
+
+
+@contextmanager
+def status_after_completion():
+    """The server's transaction status as each completion statement returns (psycopg's view)."""
+    seen: list[str] = []
+
+    def watch(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if completion(sql):
+            seen.append(connection.connection.info.transaction_status.name)
+        return result
+
+    with connection.execute_wrapper(watch):
+        yield seen
+
+
+def make_widget(name: str = "w"):
+    def operation():
+        return Widget.objects.create(name=name, size=1).pk
+
+    return operation
+
+
+@postgres_only
+def test_the_completion_commits_the_operation_in_its_own_round_trip():
+    callbacks: list[str] = []
+
+    def operation():
+        transaction.on_commit(lambda: callbacks.append("operation's"))
+        return Widget.objects.create(name="w", size=1).pk
+
+    with status_after_completion() as seen, CaptureQueriesContext(connection) as captured:
+        widget_id = run_once(operation, scope="s", key="k")
+    # Committed as the completion returned: psycopg's commit() sends nothing for an idle one.
+    assert seen == ["IDLE"]
+    [sql] = [query["sql"] for query in captured.captured_queries if completion(query["sql"])]
+    assert sql.endswith("; COMMIT")
+    assert callbacks == ["operation's"]  # Django ran the block's callbacks after it
+    assert connection.get_autocommit() and not connection.in_atomic_block
+    assert Widget.objects.get().pk == widget_id
+    assert IdempotencyRecord.objects.get(key="k").state == IdempotencyRecord.State.COMPLETED
+    assert run_once(make_widget("again"), scope="s", key="k") == widget_id  # replayed
+
+
+def test_a_callers_transaction_is_never_committed_by_the_completion():
+    with (
+        status_after_completion() as seen,
+        CaptureQueriesContext(connection) as captured,
+        pytest.raises(ZeroDivisionError),
+        transaction.atomic(),
+    ):
+        run_once(make_widget(), scope="s", key="k")
+        1 / 0  # noqa: B018  the caller's transaction fails after the key completed
+    assert all(not query["sql"].endswith("COMMIT") for query in captured.captured_queries)
+    assert seen in ([], ["INTRANS"])  # still the caller's transaction
+    assert not Widget.objects.exists()
+    assert not IdempotencyRecord.objects.exists()  # rolled back with it: the key is free
+
+
+def test_a_connection_without_autocommit_keeps_its_transaction_open():
+    transaction.set_autocommit(False)
+    try:
+        run_once(make_widget(), scope="s", key="manual")
+        assert connection.connection is not None
+        assert IdempotencyRecord.objects.filter(key="manual").exists()  # in its transaction
+        transaction.rollback()  # the caller decides: nothing was committed for it
+    finally:
+        transaction.set_autocommit(True)
+    assert not Widget.objects.exists()
+    assert not IdempotencyRecord.objects.filter(key="manual").exists()
+
+
+def test_an_error_after_complete_in_the_block_stores_nothing():
+    store = RecordStore()
+    attempt = reserved_attempt(store)
+    with (
+        status_after_completion() as seen,
+        pytest.raises(ZeroDivisionError),
+        attempt.holding(),
+        attempt.transaction() as operation,
+    ):
+        Widget.objects.create(name="never", size=1)
+        operation.complete(OUTCOMES[0])
+        1 / 0  # noqa: B018
+    assert seen == []  # the completion waits for the block's end: it never ran
+    assert not operation.completed and not operation.committed
+    assert not Widget.objects.exists()
+    assert not IdempotencyRecord.objects.exists()
+
+
+def test_discard_after_complete_stores_nothing_and_frees_the_key():
+    store = RecordStore()
+    attempt = reserved_attempt(store)
+    with attempt.holding(), attempt.transaction() as operation:
+        Widget.objects.create(name="never", size=1)
+        operation.complete(OUTCOMES[0])
+        operation.discard()
+    assert not operation.completed and not operation.aborted
+    attempt.release()
+    assert not Widget.objects.exists()
+    assert not IdempotencyRecord.objects.exists()
+
+
+@postgres_only
+def test_a_lost_lease_fails_in_the_database_before_the_commit():
+    store = RecordStore()
+    attempt = reserved_attempt(store)
+    IdempotencyRecord.objects.filter(key="k").update(
+        lease_token="00000000-0000-0000-0000-0000000000ff"
+    )
+    with (
+        status_after_completion() as seen,
+        pytest.raises(IdempotencyLeaseLost) as raised,
+        attempt.holding(),
+        attempt.transaction() as operation,
+    ):
+        Widget.objects.create(name="fenced", size=1)
+        operation.complete(OUTCOMES[0])
+    assert seen == []  # the statement failed: the wrapper saw no return
+    lost = raised.value.__context__
+    assert isinstance(lost, LeaseLostError)
+    assert LEASE_LOST in str(lost.__cause__)  # the database's own refusal
+    assert not operation.completed and not operation.committed
+    assert not Widget.objects.exists()  # the COMMIT after the fence never ran
+    assert IdempotencyRecord.objects.get(key="k").state == IdempotencyRecord.State.IN_PROGRESS
+    # The connection is usable, out of any transaction.
+    assert connection.get_autocommit() and not connection.in_atomic_block
+    assert run_once(make_widget("next"), scope="s", key="next") == Widget.objects.get().pk
+
+
+@pytest.fixture
+def deferred_unique():
+    """A table whose unique constraint is checked at COMMIT, not at the INSERT."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE deferred_probe (n integer, "
+            "CONSTRAINT deferred_probe_n UNIQUE (n) DEFERRABLE INITIALLY DEFERRED)"
+        )
+    yield "deferred_probe"
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE deferred_probe")
+
+
+@postgres_only
+def test_a_commit_that_fails_stores_nothing_and_frees_the_key(deferred_unique):
+    def operation():
+        with connection.cursor() as cursor:  # both INSERTs pass: the check waits for COMMIT
+            cursor.execute(f"INSERT INTO {deferred_unique} VALUES (1), (1)")
+        return Widget.objects.create(name="never", size=1).pk
+
+    with pytest.raises(IntegrityError):
+        run_once(operation, scope="s", key="k")
+    assert connection.get_autocommit() and not connection.in_atomic_block
+    assert not Widget.objects.exists()
+    assert not IdempotencyRecord.objects.exists()  # released: a retry runs it again
+    assert run_once(make_widget("retry"), scope="s", key="k") == Widget.objects.get().pk
+
+
+@postgres_only
+def test_server_side_binding_completes_then_commits_as_before():
+    """Bound on the server, an execute runs one statement: the plain completion, then COMMIT."""
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.ensure_connection()
+    connection.connection.cursor_factory = ServerBindingCursor
+    try:
+        assert not record_statements(connection.alias).commits_in_completion(connection)
+        with CaptureQueriesContext(connection) as captured:
+            widget_id = run_once(make_widget(), scope="s", key="k")
+    finally:
+        connection.close()
+    sqls = [query["sql"] for query in captured.captured_queries]
+    [sql] = [sql for sql in sqls if completion(sql)]
+    assert sql.startswith("UPDATE") and "COMMIT" not in sql
+    assert sqls[-1] == "COMMIT"
+    assert Widget.objects.get().pk == widget_id
+    assert IdempotencyRecord.objects.get(key="k").state == IdempotencyRecord.State.COMPLETED
+
+
+def test_only_postgresql_with_psycopg_3_commits_in_the_completion():
+    connection.ensure_connection()
+    assert record_statements(connection.alias).commits_in_completion(connection) is COMMITS
