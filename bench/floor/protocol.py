@@ -4,11 +4,12 @@ What any correct layer must pay per request, on the library's own record table (
 same indexes, same scope strings), with nothing else: no settings lookups, signals, logging,
 generic fingerprinting, header filtering or ORM. A new key costs one autocommitted reservation
 (it must be visible to a concurrent duplicate before the operation runs), then one transaction
-holding the operation, the rendering of its response and the fenced completion. A completed key
-costs the reservation, which collides, and one read of the row: the plain statements the floor
-is defined by. (The library reserves through a PL/pgSQL function on PostgreSQL, which reads a
-taken key's row back in the same round trip, so its replay can cost the database less than this
-floor's; one plain statement that does both costs more than these two: tools/statement_forms.py.)
+holding the operation, the rendering of its response and the fenced completion, which commits
+the transaction in its own round trip. A completed key costs the reservation, which collides,
+and one read of the row: the plain statements the floor is defined by. (The library reserves
+through a PL/pgSQL function on PostgreSQL, which reads a taken key's row back in the same round
+trip, so its replay can cost the database less than this floor's; one plain statement that does
+both costs more than these two: tools/statement_forms.py.)
 
 Left out because they cost nothing on the measured paths (a comparison, an untaken branch):
 taking over a dead holder's expired lease, reusing an expired key, waiting for a holder.
@@ -24,7 +25,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.http import HttpResponse
 from django.http.response import HttpResponseBase
 from rest_framework.request import Request
@@ -37,6 +38,7 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 # The headers a replay needs beside the body (the demo's payment sets Location).
 STORED_HEADERS = ("Content-Type", "Location")
 ATTEMPTS = 3
+LEASE_LOST = "floor: lease lost"
 
 # Reserve the key; no row back when it is taken (READ then reads the row that holds it).
 RESERVE = f"""
@@ -55,11 +57,18 @@ READ = f"""
 SELECT id, false, state, fingerprint, response_status, response_headers, response_body
 FROM {TABLE} WHERE scope = %(scope)s AND key = %(key)s
 """
-# Fenced: only this reservation's token completes its in-progress row.
-COMPLETE = f"""
-UPDATE {TABLE} SET state = 'completed', response_status = %s, response_headers = %s::jsonb,
-    response_body = %s, completed_at = now(), locked_until = NULL
-WHERE id = %s AND lease_token = %s AND state = 'in_progress'
+# Fenced: only this reservation's token completes its in-progress row. The same round trip
+# commits the operation (one fewer while its row locks are held); a fence that matches no row
+# fails in the database instead (the marker's cast to int), so the COMMIT after it never runs.
+COMPLETE_AND_COMMIT = f"""
+WITH completed AS (
+    UPDATE {TABLE} SET state = 'completed', response_status = %s,
+        response_headers = %s::jsonb, response_body = %s, completed_at = now(),
+        locked_until = NULL
+    WHERE id = %s AND lease_token = %s AND state = 'in_progress' RETURNING 1
+)
+SELECT (SELECT CASE count(*) WHEN 1 THEN '1' ELSE '{LEASE_LOST}' END FROM completed)::int;
+COMMIT
 """
 RELEASE = f"DELETE FROM {TABLE} WHERE id = %s AND lease_token = %s AND state = 'in_progress'"
 
@@ -111,12 +120,13 @@ def protect(view: APIView, request: Request, operation: Operation) -> HttpRespon
                 response.render()
             assert isinstance(response, HttpResponse)  # the floor's views answer no streams
             headers = [[name, response[name]] for name in STORED_HEADERS if name in response]
-            cursor.execute(
-                COMPLETE,
-                [response.status_code, json.dumps(headers), response.content, record_id, token],
-            )
-            if cursor.rowcount != 1:
-                raise LeaseLostError(key)
+            params = [response.status_code, json.dumps(headers), response.content]
+            try:
+                cursor.execute(COMPLETE_AND_COMMIT, [*params, record_id, token])
+            except DataError as error:
+                if LEASE_LOST in str(error):
+                    raise LeaseLostError(key) from error
+                raise
     except Exception:
         with connection.cursor() as cursor:
             cursor.execute(RELEASE, [record_id, token])
