@@ -8,6 +8,7 @@ and announces each outcome through :mod:`idempotency.signals`.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import sys
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import partial
+from functools import cache, partial
 from types import TracebackType
 from typing import Any, Literal
 
@@ -40,6 +41,7 @@ from idempotency.exceptions import (
 from idempotency.fingerprint_check import checked_fingerprint
 from idempotency.signals import KeyEvents
 from idempotency.store import (
+    CommittedThenRaised,
     Decision,
     InProgress,
     LeaseLostError,
@@ -96,6 +98,9 @@ class Transaction:
         except TransactionAborted:
             self.aborted = True
             raise
+        except CommittedThenRaised:
+            self.completed = True
+            raise
         self.completed = True
 
     def discard(self) -> None:
@@ -126,9 +131,13 @@ class Transaction:
         traceback: TracebackType | None,
     ) -> None:
         assert self._atomic is not None
+        raised_after_commit: BaseException | None = None
         if kind is None and self._outcome is not None:
             try:
                 self._store_outcome(self._outcome)
+            except CommittedThenRaised as committed:
+                # The outcome is stored: end as a commit does (callbacks, announcement) first.
+                raised_after_commit = committed.error
             except BaseException as failure:
                 self._atomic.__exit__(type(failure), failure, failure.__traceback__)
                 if isinstance(failure, Exception):
@@ -141,18 +150,28 @@ class Transaction:
             if not (self.committed and self.completed):
                 raise
             # Raised by an on_commit callback, after the commit.
-            events = self.attempt.events
-            logger.exception(
-                "idempotency: an on_commit callback raised after the outcome was stored "
-                "(scope=%s key=%s); the stored outcome stands and retries receive it",
-                events.scope,
-                events.key,
-            )
+            self._log_raised_after_commit("an on_commit callback")
             # Django ran no callback after the one that raised: ours, registered last, included.
-            events.announce("completed", status=self.status)
+            self.attempt.events.announce("completed", status=self.status)
+            return
+        if raised_after_commit is not None:
+            if not isinstance(raised_after_commit, Exception):
+                raise raised_after_commit  # an interrupt stays one
+            self._log_raised_after_commit("the completion's statement", raised_after_commit)
             return
         if isinstance(error, Exception):
             self._log_aborted()  # and the error goes on: nothing was committed
+
+    def _log_raised_after_commit(self, where: str, error: BaseException | None = None) -> None:
+        events = self.attempt.events
+        logger.error(
+            "idempotency: %s raised after the outcome was stored (scope=%s key=%s); the stored "
+            "outcome stands and retries receive it",
+            where,
+            events.scope,
+            events.key,
+            exc_info=error or True,
+        )
 
     def _log_aborted(self) -> None:
         if self.aborted:
@@ -247,11 +266,17 @@ class Attempt:
             # sent request_finished, say) fails to open a cursor before the cursor's own check.
             if connection.needs_rollback:
                 raise TransactionManagementError("the transaction is marked for rollback")
-            self.store.complete(self.reservation, outcome, commit=commit)
+            if commit and _takes_commit(type(self.store).complete):
+                self.store.complete(self.reservation, outcome, commit=True)
+            else:  # a store of its own may override complete() without ``commit``
+                self.store.complete(self.reservation, outcome)
         except DatabaseError as error:
             if not _in_failed_transaction(error):
                 raise
             raise TransactionAborted() from error
+        except CommittedThenRaised:
+            self.events.completed(outcome.status)  # stored: announced once Django commits
+            raise
         self.events.completed(outcome.status)
 
     def release(self) -> None:
@@ -268,6 +293,15 @@ class Attempt:
             logger.warning("idempotency: lease lost, outcome discarded")
             raise IdempotencyLeaseLost(key_holder=self)
         self.events.released()
+
+
+@cache
+def _takes_commit(complete: Callable[..., None]) -> bool:
+    parameters = inspect.signature(complete).parameters.values()
+    return any(
+        parameter.name == "commit" or parameter.kind is inspect.Parameter.VAR_KEYWORD
+        for parameter in parameters
+    )
 
 
 def _in_failed_transaction(error: DatabaseError) -> bool:

@@ -115,6 +115,15 @@ class LeaseLostError(Exception):
         self.reservation = reservation
 
 
+class CommittedThenRaised(Exception):
+    """The completion committed the outcome, then ``error`` was raised (by an execute wrapper,
+    an interrupt): the outcome is stored and final all the same."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 class RecordStore:
     """Database-backed key store on the database's clock (idempotency.dbclock).
 
@@ -483,15 +492,36 @@ class RecordStore:
             if commit and statements.commits_in_completion(connection):
                 try:
                     cursor.execute(committing(sql), params)
-                except DatabaseError as error:
-                    if lease_lost_in_database(error):
+                except BaseException as error:
+                    if isinstance(error, DatabaseError) and lease_lost_in_database(error):
                         raise LeaseLostError(reservation) from error
+                    if self._committed(reservation):
+                        raise CommittedThenRaised(error) from error
                     raise
                 return
             cursor.execute(sql, params)
             updated = cursor.rowcount
         if updated != 1:
             raise LeaseLostError(reservation)
+
+    def _committed(self, reservation: Reserved) -> bool:
+        """After an error from the committing completion: whether its ``COMMIT`` ran.
+
+        Asked of the database where the connection's transaction is over (PostgreSQL reports
+        it idle: committed, or rolled back by a ``COMMIT`` that failed). Unknown (the
+        connection is lost, the read fails) counts as not committed, as a lost ``COMMIT`` always
+        did: the retry finds out.
+        """
+        connection = connections[self.using]
+        statements = record_statements(self.using)
+        try:
+            if not statements.transaction_over(connection):
+                return False
+            with connection.cursor() as cursor:
+                cursor.execute(statements.completed_by, [reservation.record_id, reservation.token])
+                return cursor.fetchone() is not None
+        except Exception:
+            return False
 
     def release(self, reservation: Reserved) -> bool:
         """Free the key for a retry (the operation failed and stored nothing).
