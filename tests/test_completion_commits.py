@@ -14,11 +14,10 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from idempotency.exceptions import IdempotencyLeaseLost
 from idempotency.models import IdempotencyRecord
 from idempotency.operations import run_once
-from idempotency.statements import LEASE_LOST, record_statements
-from idempotency.store import LeaseLostError, RecordStore
+from idempotency.statements import record_statements
+from idempotency.store import RecordStore
 from tests.test_new_key_path import OUTCOMES, reserved_attempt
 from tests.testapp.models import Widget
 
@@ -107,24 +106,6 @@ def test_a_connection_without_autocommit_keeps_its_transaction_open():
     assert not IdempotencyRecord.objects.filter(key="manual").exists()
 
 
-def test_an_error_after_complete_in_the_block_stores_nothing():
-    store = RecordStore()
-    attempt = reserved_attempt(store)
-    with (
-        status_after_completion() as seen,
-        pytest.raises(ZeroDivisionError),
-        attempt.holding(),
-        attempt.transaction() as operation,
-    ):
-        Widget.objects.create(name="never", size=1)
-        operation.complete(OUTCOMES[0])
-        1 / 0  # noqa: B018
-    assert seen == []  # the completion waits for the block's end: it never ran
-    assert not operation.completed and not operation.committed
-    assert not Widget.objects.exists()
-    assert not IdempotencyRecord.objects.exists()
-
-
 def test_discard_after_complete_stores_nothing_and_frees_the_key():
     store = RecordStore()
     attempt = reserved_attempt(store)
@@ -136,33 +117,6 @@ def test_discard_after_complete_stores_nothing_and_frees_the_key():
     attempt.release()
     assert not Widget.objects.exists()
     assert not IdempotencyRecord.objects.exists()
-
-
-@postgres_only
-def test_a_lost_lease_fails_in_the_database_before_the_commit():
-    store = RecordStore()
-    attempt = reserved_attempt(store)
-    IdempotencyRecord.objects.filter(key="k").update(
-        lease_token="00000000-0000-0000-0000-0000000000ff"
-    )
-    with (
-        status_after_completion() as seen,
-        pytest.raises(IdempotencyLeaseLost) as raised,
-        attempt.holding(),
-        attempt.transaction() as operation,
-    ):
-        Widget.objects.create(name="fenced", size=1)
-        operation.complete(OUTCOMES[0])
-    assert seen == []  # the statement failed: the wrapper saw no return
-    lost = raised.value.__context__
-    assert isinstance(lost, LeaseLostError)
-    assert LEASE_LOST in str(lost.__cause__)  # the database's own refusal
-    assert not operation.completed and not operation.committed
-    assert not Widget.objects.exists()  # the COMMIT after the fence never ran
-    assert IdempotencyRecord.objects.get(key="k").state == IdempotencyRecord.State.IN_PROGRESS
-    # The connection is usable, out of any transaction.
-    assert connection.get_autocommit() and not connection.in_atomic_block
-    assert run_once(make_widget("next"), scope="s", key="next") == Widget.objects.get().pk
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from idempotency import signals
 from idempotency.attempts import begin
 from idempotency.exceptions import IdempotencyLeaseLost, TransactionAborted
 from idempotency.models import IdempotencyRecord
-from idempotency.statements import record_statements
+from idempotency.statements import LEASE_LOST, record_statements
 from idempotency.store import RecordStore, StoredResponse
 from tests.testapp.models import Widget
 
@@ -109,7 +109,8 @@ def test_an_error_after_the_completion_rolls_both_back_and_frees_the_key():
         Widget.objects.create(name="never", size=1)
         operation.complete(OUTCOMES[0])
         1 / 0  # noqa: B018
-    assert not operation.committed
+    # The completion waits for the block's end (it may commit: test_completion_commits).
+    assert not operation.completed and not operation.committed
     assert not IdempotencyRecord.objects.filter(key="k").exists()
     assert not Widget.objects.exists()
 
@@ -122,14 +123,24 @@ def test_a_lease_taken_over_during_the_operation_answers_lease_lost_and_keeps_th
         lease_token="00000000-0000-0000-0000-0000000000ff"
     )
     with (
-        pytest.raises(IdempotencyLeaseLost),
+        pytest.raises(IdempotencyLeaseLost) as raised,
         attempt.holding(),
         attempt.transaction() as operation,
     ):
         Widget.objects.create(name="fenced", size=1)
         operation.complete(OUTCOMES[0])
-    assert not Widget.objects.exists()
+    assert not operation.completed and not operation.committed
+    assert not Widget.objects.exists()  # on PostgreSQL: the COMMIT after the fence never ran
     assert _record().state == IdempotencyRecord.State.IN_PROGRESS  # the other holder's
+    if record_statements(connection.alias).commits_in_completion(connection):
+        # The fence failed in the database, refusing the COMMIT sent with it.
+        assert LEASE_LOST in str(raised.value.__context__.__cause__)
+    # The connection is usable, outside any transaction.
+    assert connection.get_autocommit() and not connection.in_atomic_block
+    next_attempt = reserved_attempt(store, key="next")
+    with next_attempt.holding(), next_attempt.transaction() as operation:
+        operation.complete(OUTCOMES[1])
+    assert _record("next").state == IdempotencyRecord.State.COMPLETED
 
 
 def test_a_callback_that_raises_after_the_commit_leaves_the_outcome_stored(caplog):
