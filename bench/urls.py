@@ -45,5 +45,7 @@ urlpatterns = [
     path("bench/baseline/counter", views.CounterOperations.as_view()),
     path("bench/idempotent/counter", views.IdempotentCounter.as_view()),
     path("bench/floor/counter", views.FloorCounter.as_view()),
+    path("bench/floor-two-trips/notes", views.TwoTripFloorNotes.as_view()),
+    path("bench/floor-two-trips/counter", views.TwoTripFloorCounter.as_view()),
     *demo_urlpatterns,
 ]

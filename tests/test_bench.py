@@ -291,6 +291,7 @@ class FloorView(APIView):
     """A view at the floor whose operation creates a user (a write to roll back) and counts."""
 
     calls = 0
+    commit_in_completion = True  # False: the two-round-trip floor of tools/round_trip_ab.py
 
     def post(self, request):
         def operation(scope, key):
@@ -304,7 +305,9 @@ class FloorView(APIView):
                 )
             return Response({"calls": FloorView.calls}, status=201, headers={"Location": "/x"})
 
-        return protect(self, request, operation)
+        return protect(
+            self, request, operation, commit_in_completion=FloorView.commit_in_completion
+        )
 
 
 def floor_post(user, key, data):
@@ -315,10 +318,12 @@ def floor_post(user, key, data):
     return FloorView.as_view()(request)
 
 
-@pytest.fixture
-def floor_user():
+@pytest.fixture(params=[True, False], ids=["one-round-trip", "two-round-trips"])
+def floor_user(request):
     FloorView.calls = 0
-    return get_user_model().objects.create(username="floor")
+    FloorView.commit_in_completion = request.param
+    yield get_user_model().objects.create(username="floor")
+    FloorView.commit_in_completion = True
 
 
 @pytest.mark.postgres

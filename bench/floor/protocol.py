@@ -70,6 +70,13 @@ WITH completed AS (
 SELECT (SELECT CASE count(*) WHEN 1 THEN '1' ELSE '{LEASE_LOST}' END FROM completed)::int;
 COMMIT
 """
+# The completion alone, committed by the transaction's own COMMIT after it: one round trip more
+# while the operation's row locks are held (tools/round_trip_ab.py measures what that costs).
+COMPLETE = f"""
+UPDATE {TABLE} SET state = 'completed', response_status = %s, response_headers = %s::jsonb,
+    response_body = %s, completed_at = now(), locked_until = NULL
+WHERE id = %s AND lease_token = %s AND state = 'in_progress'
+"""
 RELEASE = f"DELETE FROM {TABLE} WHERE id = %s AND lease_token = %s AND state = 'in_progress'"
 
 Row = tuple[Any, ...]
@@ -80,10 +87,13 @@ class LeaseLostError(Exception):
     """The reservation's row is no longer this attempt's: its writes must roll back."""
 
 
-def protect(view: APIView, request: Request, operation: Operation) -> HttpResponseBase:
+def protect(
+    view: APIView, request: Request, operation: Operation, *, commit_in_completion: bool = True
+) -> HttpResponseBase:
     """Run ``operation(scope, key)`` once per key; answer retries with its stored response.
 
     Call it from the view's handler: DRF has authenticated the caller, whose scope it is.
+    ``commit_in_completion=False``: the completion, then the transaction's own ``COMMIT``.
     """
     key = request.headers.get(KEY_HEADER)
     if not key or len(key) > 255:
@@ -120,9 +130,14 @@ def protect(view: APIView, request: Request, operation: Operation) -> HttpRespon
                 response.render()
             assert isinstance(response, HttpResponse)  # the floor's views answer no streams
             headers = [[name, response[name]] for name in STORED_HEADERS if name in response]
-            params = [response.status_code, json.dumps(headers), response.content]
+            params = [response.status_code, json.dumps(headers), response.content, record_id, token]
+            if not commit_in_completion:
+                cursor.execute(COMPLETE, params)
+                if cursor.rowcount != 1:
+                    raise LeaseLostError(key)
+                return response  # committed as the atomic block ends
             try:
-                cursor.execute(COMPLETE_AND_COMMIT, [*params, record_id, token])
+                cursor.execute(COMPLETE_AND_COMMIT, params)
             except DataError as error:
                 if LEASE_LOST in str(error):
                     raise LeaseLostError(key) from error

@@ -80,6 +80,33 @@ class FloorCounter(CounterOperations):
         return protect(self, request, lambda scope, key: handler(request, *args, **kwargs))
 
 
+class TwoTripFloorNotes(NoteOperations):
+    """The floor completing in two round trips (the completion, then COMMIT): the A/B's other
+    arm (tools/round_trip_ab.py), not in bin/bench's plans."""
+
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        handler = super().post
+        return protect(
+            self,
+            request,
+            lambda scope, key: handler(request, *args, **kwargs),
+            commit_in_completion=False,
+        )
+
+
+class TwoTripFloorCounter(CounterOperations):
+    """The hot row at the two-round-trip floor (see ``TwoTripFloorNotes``)."""
+
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        handler = super().post
+        return protect(
+            self,
+            request,
+            lambda scope, key: handler(request, *args, **kwargs),
+            commit_in_completion=False,
+        )
+
+
 class FloorPayments(PaymentOperations):
     """The demo's payment at the floor: the same gateway key as ``PaymentViewSet`` derives."""
 
