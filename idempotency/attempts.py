@@ -14,9 +14,9 @@ import math
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import cache, partial
+from functools import lru_cache, partial
 from types import TracebackType
 from typing import Any, Literal
 
@@ -110,6 +110,7 @@ class Transaction:
 
     def _mark_committed(self) -> None:
         self.committed = True
+        self.attempt.stored = self.completed
 
     # A class, not a generator context manager: every new key opens one.
     def __enter__(self) -> Transaction:
@@ -153,14 +154,21 @@ class Transaction:
             self._log_raised_after_commit("an on_commit callback")
             # Django ran no callback after the one that raised: ours, registered last, included.
             self.attempt.events.announce("completed", status=self.status)
+            self._after_commit(raised_after_commit)
             return
         if raised_after_commit is not None:
-            if not isinstance(raised_after_commit, Exception):
-                raise raised_after_commit  # an interrupt stays one
-            self._log_raised_after_commit("the completion's statement", raised_after_commit)
+            self._after_commit(raised_after_commit)
             return
         if isinstance(error, Exception):
             self._log_aborted()  # and the error goes on: nothing was committed
+
+    def _after_commit(self, raised: BaseException | None) -> None:
+        """What the completion's statement raised after its COMMIT: logged; an interrupt goes on."""
+        if raised is None:
+            return
+        if not isinstance(raised, Exception):
+            raise raised
+        self._log_raised_after_commit("the completion's statement", raised)
 
     def _log_raised_after_commit(self, where: str, error: BaseException | None = None) -> None:
         events = self.attempt.events
@@ -220,19 +228,23 @@ class _Holding:
         if isinstance(error, Exception):
             attempt.release()  # raises IdempotencyLeaseLost, chained to this error, if taken over
             return False
+        if attempt.stored:
+            return False  # raised after the outcome was committed: it stands
         # KeyboardInterrupt, SystemExit: free the key, but never replace the signal.
         with suppress(IdempotencyLeaseLost):
             attempt.release()
         return False
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Attempt:
     """This attempt holds the key: run the operation inside :meth:`holding`."""
 
     store: RecordStore
     reservation: Reserved
     events: KeyEvents
+    # Its outcome is committed: nothing raised after that (an interrupt) frees the key.
+    stored: bool = field(default=False, init=False)
 
     def holding(self) -> AbstractContextManager[None]:
         """Around the operation: a lost lease answers 409 lease-lost, any error frees the key.
@@ -266,7 +278,7 @@ class Attempt:
             # sent request_finished, say) fails to open a cursor before the cursor's own check.
             if connection.needs_rollback:
                 raise TransactionManagementError("the transaction is marked for rollback")
-            if commit and _takes_commit(type(self.store).complete):
+            if commit and _takes_commit(self.store.complete):
                 self.store.complete(self.reservation, outcome, commit=True)
             else:  # a store of its own may override complete() without ``commit``
                 self.store.complete(self.reservation, outcome)
@@ -295,9 +307,18 @@ class Attempt:
         self.events.released()
 
 
-@cache
 def _takes_commit(complete: Callable[..., None]) -> bool:
-    parameters = inspect.signature(complete).parameters.values()
+    """Whether the store's ``complete`` (bound, as it will be called) accepts ``commit``."""
+    function = getattr(complete, "__func__", complete)  # a class's method: one entry per class
+    try:
+        return _accepts_commit(function)
+    except TypeError:  # unhashable
+        return _accepts_commit.__wrapped__(function)
+
+
+@lru_cache(maxsize=64)
+def _accepts_commit(function: Callable[..., None]) -> bool:
+    parameters = inspect.signature(function).parameters.values()
     return any(
         parameter.name == "commit" or parameter.kind is inspect.Parameter.VAR_KEYWORD
         for parameter in parameters

@@ -113,20 +113,11 @@ class RecordStatements:
     read: dict[bool, str] = field(default_factory=dict)
     # PostgreSQL with psycopg 3: the completion can end its transaction itself (committing()).
     completion_commits: bool = False
-    # Whether a reservation's row is completed with its token (id, token): one row or none.
-    completed_by: str = ""
 
     def commits_in_completion(self, connection: BaseDatabaseWrapper) -> bool:
         """Whether this connection sends :func:`committing` as one round trip: its cursors bind
         parameters on the client (Django's default), so one execute runs several statements."""
         return self.completion_commits and _binds_on_client(connection.connection.cursor_factory)
-
-    def transaction_over(self, connection: BaseDatabaseWrapper) -> bool:
-        """Whether PostgreSQL reports the connection outside any transaction (psycopg 3)."""
-        from psycopg.pq import TransactionStatus
-
-        raw = connection.connection
-        return raw is not None and raw.info.transaction_status == TransactionStatus.IDLE
 
     def insert_params(self, connection: BaseDatabaseWrapper, values: dict[str, Any]) -> list[Any]:
         return _prepared(connection, INSERT_FIELDS, values, self.clock)
@@ -327,10 +318,6 @@ def record_statements(alias: str) -> RecordStatements:
         read={False: read_statement(None), True: read_statement(clock)},
         plain_completion=plain_completion,
         completion_commits=completion_commits,
-        completed_by=(
-            f"SELECT 1 FROM {table} WHERE {column('id')} = %s "
-            f"AND {column('lease_token')} = %s AND {column('state')} = '{COMPLETED}'"
-        ),
     )
 
 

@@ -124,6 +124,22 @@ class CommittedThenRaised(Exception):
         self.error = error
 
 
+class _Returned:
+    """An execute wrapper that notes whether the statement returned."""
+
+    __slots__ = ("ran",)
+
+    def __init__(self) -> None:
+        self.ran = False
+
+    def __call__(
+        self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        result = execute(sql, params, many, context)
+        self.ran = True
+        return result
+
+
 class RecordStore:
     """Database-backed key store on the database's clock (idempotency.dbclock).
 
@@ -490,38 +506,25 @@ class RecordStore:
         )
         with connection.cursor() as cursor:
             if commit and statements.commits_in_completion(connection):
+                # Innermost of the connection's execute wrappers: it alone can tell that the
+                # statement (its COMMIT included) returned before an outer one raised.
+                returned = _Returned()
+                connection.execute_wrappers.append(returned)
                 try:
                     cursor.execute(committing(sql), params)
                 except BaseException as error:
                     if isinstance(error, DatabaseError) and lease_lost_in_database(error):
                         raise LeaseLostError(reservation) from error
-                    if self._committed(reservation):
+                    if returned.ran:
                         raise CommittedThenRaised(error) from error
                     raise
+                finally:
+                    connection.execute_wrappers.remove(returned)
                 return
             cursor.execute(sql, params)
             updated = cursor.rowcount
         if updated != 1:
             raise LeaseLostError(reservation)
-
-    def _committed(self, reservation: Reserved) -> bool:
-        """After an error from the committing completion: whether its ``COMMIT`` ran.
-
-        Asked of the database where the connection's transaction is over (PostgreSQL reports
-        it idle: committed, or rolled back by a ``COMMIT`` that failed). Unknown (the
-        connection is lost, the read fails) counts as not committed, as a lost ``COMMIT`` always
-        did: the retry finds out.
-        """
-        connection = connections[self.using]
-        statements = record_statements(self.using)
-        try:
-            if not statements.transaction_over(connection):
-                return False
-            with connection.cursor() as cursor:
-                cursor.execute(statements.completed_by, [reservation.record_id, reservation.token])
-                return cursor.fetchone() is not None
-        except Exception:
-            return False
 
     def release(self, reservation: Reserved) -> bool:
         """Free the key for a retry (the operation failed and stored nothing).

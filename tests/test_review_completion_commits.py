@@ -30,6 +30,18 @@ def _is_completion(sql: str) -> bool:
     return "UPDATE" in sql and "idempotency_idempotencyrecord" in sql and "completed_at" in sql
 
 
+def raise_after_completion(error: type[BaseException]):
+    """An execute wrapper that raises ``error`` once the completion's statement returned."""
+
+    def wrapper(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if _is_completion(sql):
+            raise error()
+        return result
+
+    return wrapper
+
+
 # 1. Anything raised after the completion statement returns now leaves a committed outcome that
 #    Django (and the library) treat as rolled back ---------------------------------------------
 
@@ -57,17 +69,11 @@ def test_an_error_raised_once_the_completion_returned_never_drops_a_committed_ou
         transaction.on_commit(lambda: on_commit_ran.append("send the receipt"))
         return "ok"
 
-    def interrupt_after(execute, sql, params, many, context):
-        result = execute(sql, params, many, context)
-        if _is_completion(sql):
-            raise SoftTimeLimitExceeded()
-        return result
-
     signals.completed.connect(receiver)
     try:
         with (
             caplog.at_level(logging.ERROR, logger="idempotency"),
-            connection.execute_wrapper(interrupt_after),
+            connection.execute_wrapper(raise_after_completion(SoftTimeLimitExceeded)),
         ):
             result = run_once(operation, scope="s", key="k")
     finally:
@@ -89,13 +95,10 @@ def test_an_interrupt_once_the_completion_returned_stays_an_interrupt_and_keeps_
         transaction.on_commit(lambda: on_commit_ran.append("callback"))
         return Widget.objects.create(name="paid", size=1).pk
 
-    def interrupt_after(execute, sql, params, many, context):
-        result = execute(sql, params, many, context)
-        if _is_completion(sql):
-            raise KeyboardInterrupt
-        return result
-
-    with connection.execute_wrapper(interrupt_after), pytest.raises(KeyboardInterrupt):
+    with (
+        connection.execute_wrapper(raise_after_completion(KeyboardInterrupt)),
+        pytest.raises(KeyboardInterrupt),
+    ):
         run_once(operation, scope="s", key="k")
     assert on_commit_ran == ["callback"]
     widget_id = Widget.objects.get().pk

@@ -69,20 +69,21 @@ class IdempotentCounter(IdempotentMixin, CounterOperations):
 
 
 class FloorNotes(NoteOperations):
+    # False: the completion, then COMMIT, in two round trips (tools/round_trip_ab.py).
+    commit_in_completion = True
+
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
         handler = super().post
-        return protect(self, request, lambda scope, key: handler(request, *args, **kwargs))
+        return protect(
+            self,
+            request,
+            lambda scope, key: handler(request, *args, **kwargs),
+            commit_in_completion=self.commit_in_completion,
+        )
 
 
 class FloorCounter(CounterOperations):
-    def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        handler = super().post
-        return protect(self, request, lambda scope, key: handler(request, *args, **kwargs))
-
-
-class TwoTripFloorNotes(NoteOperations):
-    """The floor completing in two round trips (the completion, then COMMIT): the A/B's other
-    arm (tools/round_trip_ab.py), not in bin/bench's plans."""
+    commit_in_completion = True  # as FloorNotes'
 
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
         handler = super().post
@@ -90,21 +91,18 @@ class TwoTripFloorNotes(NoteOperations):
             self,
             request,
             lambda scope, key: handler(request, *args, **kwargs),
-            commit_in_completion=False,
+            commit_in_completion=self.commit_in_completion,
         )
 
 
-class TwoTripFloorCounter(CounterOperations):
-    """The hot row at the two-round-trip floor (see ``TwoTripFloorNotes``)."""
+class TwoTripFloorNotes(FloorNotes):
+    """The floor completing in two round trips: the A/B's other arm, not in bin/bench's plans."""
 
-    def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        handler = super().post
-        return protect(
-            self,
-            request,
-            lambda scope, key: handler(request, *args, **kwargs),
-            commit_in_completion=False,
-        )
+    commit_in_completion = False
+
+
+class TwoTripFloorCounter(FloorCounter):
+    commit_in_completion = False
 
 
 class FloorPayments(PaymentOperations):
