@@ -210,8 +210,12 @@ def committing(completion: str) -> str:
 
 
 def lease_lost_in_database(error: Exception) -> bool:
-    """Whether ``error`` is :func:`committing`'s fence failing."""
-    return getattr(error.__cause__, "sqlstate", None) == "22P02" and LEASE_LOST in str(error)
+    """Whether ``error`` is :func:`committing`'s fence failing: the cast's own message, not a
+    context line that could quote stored text (the headers' ``jsonb``, say)."""
+    cause = error.__cause__
+    if getattr(cause, "sqlstate", None) != "22P02":
+        return False
+    return LEASE_LOST in (getattr(getattr(cause, "diag", None), "message_primary", None) or "")
 
 
 @cache

@@ -16,8 +16,8 @@ from django.test.utils import CaptureQueriesContext
 
 from idempotency.models import IdempotencyRecord
 from idempotency.operations import run_once
-from idempotency.statements import record_statements
-from idempotency.store import RecordStore
+from idempotency.statements import LEASE_LOST, record_statements
+from idempotency.store import RecordStore, StoredResponse
 from tests.test_new_key_path import OUTCOMES, reserved_attempt
 from tests.testapp.models import Widget
 
@@ -171,3 +171,24 @@ def test_server_side_binding_completes_then_commits_as_before():
 def test_only_postgresql_with_psycopg_3_commits_in_the_completion():
     connection.ensure_connection()
     assert record_statements(connection.alias).commits_in_completion(connection) is COMMITS
+
+
+@postgres_only
+def test_another_invalid_text_error_quoting_the_marker_is_not_a_lost_lease():
+    """Invalid JSON in the headers is SQLSTATE 22P02 too, and its context quotes the JSON, the
+    marker's text included: only the cast's own message makes a lost lease."""
+    from django.db import DataError
+
+    from tests.test_new_key_path import reserved_attempt
+
+    store = RecordStore()
+    attempt = reserved_attempt(store)
+    outcome = StoredResponse(201, [(LEASE_LOST, float("nan"))], b"")  # type: ignore[list-item]
+    with (
+        pytest.raises(DataError),
+        attempt.holding(),
+        attempt.transaction() as operation,
+    ):
+        operation.complete(outcome)
+    assert not operation.completed
+    assert not IdempotencyRecord.objects.exists()  # released
