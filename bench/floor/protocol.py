@@ -139,7 +139,8 @@ def protect(
             try:
                 cursor.execute(COMPLETE_AND_COMMIT, params)
             except DataError as error:
-                if LEASE_LOST in str(error):
+                # The cast's own message: a context line may quote stored text (the headers).
+                if LEASE_LOST in error.__cause__.diag.message_primary:  # type: ignore[union-attr]
                     raise LeaseLostError(key) from error
                 raise
     except Exception:
