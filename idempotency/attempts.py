@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache, partial
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from django.db import (
     DatabaseError,
@@ -53,6 +53,9 @@ from idempotency.store import (
 )
 from idempotency.waiting import wait_for_holder
 
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
 logger = logging.getLogger("idempotency")
 
 # Raised by the store or the operation, these mean the database failed (connection lost,
@@ -70,6 +73,7 @@ class Transaction:
         self.aborted = False
         self.status = 0
         self._atomic: AbstractContextManager[None] | None = None
+        self._connection: BaseDatabaseWrapper | None = None  # the store's, in this thread
         self._outcome: StoredResponse | None = None
 
     def complete(self, outcome: StoredResponse) -> None:
@@ -83,7 +87,8 @@ class Transaction:
         self._outcome = outcome
 
     def _store_outcome(self, outcome: StoredResponse) -> None:
-        connection = transaction.get_connection(self.attempt.store.using)
+        connection = self._connection
+        assert connection is not None
         blocks = connection.atomic_blocks
         # This block is the connection's whole transaction and commits as it ends: the
         # completion may commit it in its own round trip (Django's commit then has nothing to do).
@@ -118,8 +123,9 @@ class Transaction:
         atomic = self._atomic = store.atomic()
         atomic.__enter__()
         try:
+            connection = self._connection = transaction.get_connection(store.using)
             # Registered first, so it runs before any callback the operation registers.
-            transaction.on_commit(self._mark_committed, using=store.using)
+            connection.on_commit(self._mark_committed)
         except BaseException:
             atomic.__exit__(*sys.exc_info())
             raise
@@ -287,9 +293,9 @@ class Attempt:
                 raise
             raise TransactionAborted() from error
         except CommittedThenRaised:
-            self.events.completed(outcome.status)  # stored: announced once Django commits
+            self.events.completed(outcome.status, connection)  # stored: announced at the commit
             raise
-        self.events.completed(outcome.status)
+        self.events.completed(outcome.status, connection)
 
     def release(self) -> None:
         """Free the key for a retry; raises :class:`IdempotencyLeaseLost` if it was taken over.

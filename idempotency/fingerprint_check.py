@@ -37,7 +37,10 @@ def checked_fingerprint(fingerprint: object) -> str:
             f"{_SOURCE} is {len(fingerprint)} characters long; it must be 1 to "
             f"{MAX_FINGERPRINT_LENGTH} (a hex SHA-256 is 64): hash what it describes."
         )
-    if _UNSTORABLE.search(fingerprint) is not None:
+    # Printable ASCII (every default fingerprint) holds neither: the scan is for the rest.
+    if not (fingerprint.isascii() and fingerprint.isprintable()) and _UNSTORABLE.search(
+        fingerprint
+    ):
         raise InvalidFingerprint(
             f"{_SOURCE} holds a NUL character or a lone surrogate, which not every database "
             "stores: return a hex digest."

@@ -189,11 +189,13 @@ class IdempotentMixin(_Base):
 
     def _checked_idempotency_scope(self, request: Request) -> str:
         """The scope, refused (as a developer error) where the database could not store it."""
-        source = (
+        return checked_scope(self.get_idempotency_scope(request), self._scope_source)
+
+    def _scope_source(self) -> str:
+        return (
             f"the scope {type(self).__qualname__}.get_idempotency_scope() returned "
             "(by default, settings.IDEMPOTENCY['SCOPE_FUNCTION'])"
         )
-        return checked_scope(self.get_idempotency_scope(request), source)
 
     def get_idempotency_fingerprint(self, request: Request) -> str:
         return idempotency_settings.FINGERPRINT_FUNCTION(request)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.request import Request
@@ -23,12 +24,23 @@ class InvalidScope(ImproperlyConfigured, ValueError):
     ``ImproperlyConfigured`` for views, and a ``ValueError`` for callers of ``run_once``."""
 
 
-def checked_scope(scope: object, source: str) -> str:
-    """``scope`` if every backend stores it as it is; ``source`` says where it came from.
+def checked_scope(scope: object, source: str | Callable[[], str]) -> str:
+    """``scope`` if every backend stores it as it is; ``source`` says where it came from (a
+    callable: worded only when the scope is refused).
 
     Checked here rather than left to the database: PostgreSQL raises ``DataError`` for a scope
     over 255 characters (or NUL), while SQLite stores it silently.
     """
+    # Printable ASCII (most scopes: "app.user:42") holds no control character or surrogate.
+    if (
+        type(scope) is str
+        and 0 < len(scope) <= MAX_SCOPE_LENGTH
+        and scope.isascii()
+        and scope.isprintable()
+    ):
+        return scope
+    if not isinstance(source, str):
+        source = source()
     if not isinstance(scope, str):
         raise TypeError(f"{source} must be a str, not {type(scope).__name__} {scope!r}.")
     if not scope:

@@ -17,13 +17,16 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.dispatch import Signal
 from django.http import HttpRequest
 
 from idempotency.store import Decision, InProgress, Mismatch, Replay, Reserved
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
 
 logger = logging.getLogger("idempotency")
 
@@ -50,7 +53,8 @@ OUTCOMES: dict[str, Signal] = {
 }
 
 
-@dataclass(frozen=True)
+# Slotted, not frozen: built for every key, and a frozen dataclass pays a call per field.
+@dataclass(eq=False, slots=True)
 class KeyEvents:
     """Announces the outcomes of one key to receivers and to the log."""
 
@@ -72,9 +76,16 @@ class KeyEvents:
                 "mismatch", level=logging.WARNING, method=decision.method, path=decision.path
             )
 
-    def completed(self, status: int) -> None:
-        """Announce once the transaction that stored the outcome commits (at once if none)."""
-        transaction.on_commit(partial(self.announce, "completed", status=status), using=self.using)
+    def completed(self, status: int, connection: BaseDatabaseWrapper | None = None) -> None:
+        """Announce once the transaction that stored the outcome commits (at once if none).
+
+        ``connection``: the store's, where the caller has it at hand (``self.using``'s).
+        """
+        announce = partial(self.announce, "completed", status=status)
+        if connection is None:
+            transaction.on_commit(announce, using=self.using)
+        else:
+            connection.on_commit(announce)
 
     def released(self) -> None:
         self.announce("released")

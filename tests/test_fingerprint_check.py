@@ -5,6 +5,8 @@ and MariaDB (which raised DataError, a 500 naming no cause)."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpResponse
@@ -89,3 +91,16 @@ def test_an_invalid_fingerprint_is_improperly_configured_and_a_value_error():
     assert issubclass(InvalidFingerprint, ImproperlyConfigured)
     assert issubclass(InvalidFingerprint, ValueError)
     assert checked_fingerprint("a" * 64) == "a" * 64
+
+
+def test_every_nul_and_lone_surrogate_is_refused_and_nothing_else():
+    # Printable ASCII skips the scan; every other character goes through it.
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        unstorable = code == 0 or 0xD800 <= code <= 0xDFFF
+        try:
+            checked_fingerprint(f"ab{char}")
+        except InvalidFingerprint:
+            assert unstorable, hex(code)
+        else:
+            assert not unstorable, hex(code)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from idempotency.exceptions import IdempotencyKeyInvalid
@@ -63,3 +65,17 @@ def test_an_operation_key_is_text_or_an_int_as_its_digits(key, text):
 def test_any_other_operation_key_is_a_type_error(key):
     with pytest.raises(TypeError, match="must be a str or an int"):
         operation_key(key)
+
+
+def test_a_key_may_hold_every_visible_ascii_character_but_the_comma_and_nothing_else():
+    # parse_key checks by str methods, not a pattern: it must accept exactly 0x21-0x7E less ","
+    # (RFC 9110's visible characters; a comma is how a repeated header arrives).
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        allowed = 0x21 <= code <= 0x7E and char != ","
+        try:
+            parse_key(f"a{char}b", 255)
+        except IdempotencyKeyInvalid:
+            assert not allowed, hex(code)
+        else:
+            assert allowed, hex(code)

@@ -35,7 +35,7 @@ def uses_function():
 
 def is_reservation(query):
     return query.startswith(f"INSERT INTO {RECORDS}") or query.startswith(
-        f"SELECT * FROM {reserve_function.NAME}("
+        f"SELECT {reserve_function.COLUMNS} FROM {reserve_function.NAME}("
     )
 
 

@@ -154,3 +154,40 @@ def test_a_router_placing_the_table_by_model_places_the_function_with_it(setting
     finally:
         settings.DATABASE_ROUTERS = []
         call_command("migrate", "idempotency", verbosity=0)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+@pytest.mark.parametrize("clock_given", [False, True], ids=["db-clock", "app-clock"])
+def test_the_calls_casts_hand_python_what_the_functions_own_columns_do(clock_given):
+    """The call casts some of the function's columns (fewer loaders per cursor): each value, a
+    taken key's row included, arrives as the same Python value of the same type as the
+    uncast column's, so the record built from it decides alike."""
+    store = RecordStore()
+    held = reserve(store, key="cast")
+    store.complete(
+        held,
+        StoredResponse(
+            201,
+            [("Content-Type", "application/json"), ("Location", "/p/é")],
+            b'\x00{"id": 1}\xff',
+        ),
+    )
+    call = reserve_function.call(
+        clock_given=clock_given, lease=timedelta(seconds=60), keep=timedelta(hours=1)
+    )
+    uncast = call.replace(f"SELECT {reserve_function.COLUMNS} FROM", "SELECT * FROM")
+    assert uncast != call
+    arguments = ["s", "cast", "f", "POST", "/p", held.token]
+    if clock_given:
+        arguments.append(store._app_now())
+    rows = []
+    for statement in (call, uncast):
+        with connection.cursor() as cursor:
+            cursor.execute(statement, arguments)
+            rows.append(cursor.fetchone())
+    cast, plain = rows
+    assert cast[0] is False  # taken: the row's columns are all there
+    # db_now differs between the two calls (the clock moved): its type is what must match.
+    assert cast[:-1] == plain[:-1]
+    assert [type(value) for value in cast] == [type(value) for value in plain]
