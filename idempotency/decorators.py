@@ -300,15 +300,17 @@ class _Guard:
         except Exception as error:
             return _problem(error)
 
+    def _scope_source(self) -> str:
+        # Worded only when a scope is refused; a partial or a callable object has no qualname.
+        return f"the scope of view {getattr(self.view, '__qualname__', repr(self.view))}"
+
     def _begin(self, request: HttpRequest, key: str) -> StoredResponse | Attempt:
         fingerprint = (self.options.fingerprint or http_request_fingerprint)(request)
         # The default scope function reads only ``request.user``, which a HttpRequest has too.
         scope_function = self.options.scope or cast(
             RequestFunction, idempotency_settings.SCOPE_FUNCTION
         )
-        scope = checked_scope(
-            scope_function(request), f"the scope of view {self.view.__qualname__}"
-        )
+        scope = checked_scope(scope_function(request), self._scope_source)
         return begin(
             self.store,
             sender=self.view,

@@ -24,9 +24,9 @@ class InvalidScope(ImproperlyConfigured, ValueError):
     ``ImproperlyConfigured`` for views, and a ``ValueError`` for callers of ``run_once``."""
 
 
-def checked_scope(scope: object, source: str | Callable[[], str]) -> str:
-    """``scope`` if every backend stores it as it is; ``source`` says where it came from (a
-    callable: worded only when the scope is refused).
+def checked_scope(scope: object, source: object | Callable[[], object]) -> str:
+    """``scope`` if every backend stores it as it is; ``source`` says where it came from: text
+    (a lazy translation too), or a callable that returns it, called only when it is refused.
 
     Checked here rather than left to the database: PostgreSQL raises ``DataError`` for a scope
     over 255 characters (or NUL), while SQLite stores it silently.
@@ -39,7 +39,7 @@ def checked_scope(scope: object, source: str | Callable[[], str]) -> str:
         and scope.isprintable()
     ):
         return scope
-    if not isinstance(source, str):
+    if callable(source) and not isinstance(source, str):
         source = source()
     if not isinstance(scope, str):
         raise TypeError(f"{source} must be a str, not {type(scope).__name__} {scope!r}.")
