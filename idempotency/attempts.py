@@ -394,7 +394,7 @@ def begin(
         decision = Mismatch(decision.method, decision.path.partition("?")[0])
     if isinstance(decision, Replay) and before_replay is not None:
         before_replay()
-    events = KeyEvents(sender, scope, key, request, store.using)
+    events = KeyEvents(sender, scope, key, request)
     events.decided(decision)
     if isinstance(decision, Replay):
         return decision.response

@@ -19,7 +19,6 @@ from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from django.db import transaction
 from django.dispatch import Signal
 from django.http import HttpRequest
 
@@ -62,7 +61,6 @@ class KeyEvents:
     scope: str
     key: str
     request: HttpRequest | None = None
-    using: str | None = None
 
     def decided(self, decision: Decision) -> None:
         if isinstance(decision, Reserved):
@@ -76,16 +74,10 @@ class KeyEvents:
                 "mismatch", level=logging.WARNING, method=decision.method, path=decision.path
             )
 
-    def completed(self, status: int, connection: BaseDatabaseWrapper | None = None) -> None:
-        """Announce once the transaction that stored the outcome commits (at once if none).
-
-        ``connection``: the store's, where the caller has it at hand (``self.using``'s).
-        """
-        announce = partial(self.announce, "completed", status=status)
-        if connection is None:
-            transaction.on_commit(announce, using=self.using)
-        else:
-            connection.on_commit(announce)
+    def completed(self, status: int, connection: BaseDatabaseWrapper) -> None:
+        """Announce once the transaction that stored the outcome commits on ``connection``, the
+        store's (at once if none is open)."""
+        connection.on_commit(partial(self.announce, "completed", status=status))
 
     def released(self) -> None:
         self.announce("released")
