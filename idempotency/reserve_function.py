@@ -9,7 +9,8 @@ processes started before the migration keep the two statements until they restar
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -25,27 +26,68 @@ SIGNATURE = (
 
 
 @lru_cache(maxsize=256)
-def call(*, clock_given: bool, lease: timedelta, keep: timedelta) -> str:
-    """The call, with its rows as ``(reserved, id, READ_FIELDS..., db_now)``: the read's row
-    behind a flag. Parameters: scope, key, fingerprint, method, path, token, and the clock's now
-    where ``clock_given`` (else NULL: the database's). The durations, a handful per project, are
-    written into its text: no interval to adapt per call."""
+def call(*, clock_given: bool, lease: timedelta, keep: timedelta, aware: bool) -> str:
+    """The call, with its rows as ``(id, taken)``: ``taken`` NULL for a new key, else the taken
+    key's row as :func:`taken_values` reads it. Parameters: scope, key, fingerprint, method,
+    path, token, and the clock's now where ``clock_given`` (else NULL: the database's). The
+    durations, a handful per project, are written into its text: no interval to adapt per call.
+    ``aware``: ``settings.USE_TZ``, which decides what the row's times mean."""
     now = "%s" if clock_given else "NULL"
     return (
-        f"SELECT {COLUMNS} FROM {NAME}(%s, %s, %s, %s, %s, %s, {now}, "
+        f"SELECT {columns(aware)} FROM {NAME}(%s, %s, %s, %s, %s, %s, {now}, "
         f"{postgresql_interval(lease)}, {postgresql_interval(keep)})"
     )
 
 
-# The function's columns, cast where Python receives the same value either way: psycopg sets up
-# a loader per column type on every cursor, and these casts leave five types where there were
-# eight (three fewer loaders per call, most calls being new keys). JSONB arrives as its text, as
-# Django's own loader gives it; varchar as str; smallint as int.
-COLUMNS = (
-    "reserved, id, state::text, fingerprint::text, method::text, path, "
-    "response_status::bigint, response_headers::text, response_body, locked_until, expires_at, "
-    "db_now"
+# Most calls are new keys, which need only the id: psycopg sets up a loader for each column
+# type on every cursor, and two columns (int8, text) cost a new key about 24 000 instructions
+# less than the function's twelve (tools/count_instructions.py). A taken key's row comes as one
+# JSON array in READ_FIELDS order, then db_now: the body as hex (as bytea's text form is); each
+# time as microseconds since the epoch, of the instant under USE_TZ, else of the wall time in
+# the session's time zone, which is what Django's loader gives (a naive datetime).
+_TAKEN = (
+    "state",
+    "fingerprint",
+    "method",
+    "path",
+    "response_status",
+    "response_headers",
+    "encode(response_body, 'hex')",
 )
+_TIMES = ("locked_until", "expires_at", "db_now")
+
+
+@lru_cache(maxsize=2)
+def columns(aware: bool) -> str:
+    times = [f"(EXTRACT(EPOCH FROM {_wall(name, aware)}) * 1000000)::bigint" for name in _TIMES]
+    taken = ", ".join([*_TAKEN, *times])
+    return f"id, CASE WHEN NOT reserved THEN JSON_BUILD_ARRAY({taken})::text END"
+
+
+def _wall(column: str, aware: bool) -> str:
+    return column if aware else f"{column}::timestamp"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+
+
+def taken_values(connection: BaseDatabaseWrapper, taken: str) -> list[Any]:
+    """The taken key's row of :func:`columns`: READ_FIELDS' values, then db_now, as the ORM's
+    read of the columns gives them (the headers parsed, the body as bytes, the times as
+    datetimes: aware in the connection's time zone under USE_TZ, else naive)."""
+    row: list[Any] = json.loads(taken)
+    *values, body, locked_until, expires_at, db_now = row
+    values.append(bytes.fromhex(body))
+    zone = connection.timezone  # None: USE_TZ is off
+    for micros in (locked_until, expires_at, db_now):
+        if micros is None:
+            values.append(None)
+        elif zone is None:
+            values.append(_NAIVE_EPOCH + timedelta(microseconds=micros))
+        else:
+            values.append((_EPOCH + timedelta(microseconds=micros)).astimezone(zone))
+    return values
 
 
 # undefined_function, insufficient_privilege

@@ -19,15 +19,21 @@ def record_from_row(
     """The record of a row of ``RecordStatements.read``, its values converted as the ORM
     converts them (JSON text, SQLite's and MySQL's datetimes). Only the decisions' fields are
     read: nothing saves it."""
-    values = {"scope": scope, "key": key}
-    for (name, column, converters), value in zip(_read_columns(connection), row, strict=True):
+    values = []
+    for (_name, column, converters), value in zip(_read_columns(connection), row, strict=True):
         if value is not None:
             for convert in converters:
                 value = convert(value, column, connection)
-        values[name] = value
-    db_now = values.pop(_DB_NOW)
+        values.append(value)
+    return record_from_values(using, scope, key, values)
+
+
+def record_from_values(using: str, scope: str, key: str, values: list[Any]) -> IdempotencyRecord:
+    """The record of the read's values, converted: the id, READ_FIELDS, the database's now."""
+    named = {"scope": scope, "key": key, **dict(zip(_READ, values, strict=True))}
+    db_now = named.pop(_DB_NOW)
     record = IdempotencyRecord.from_db(
-        using, _FIELD_NAMES, [values.get(name) for name in _FIELD_NAMES]
+        using, _FIELD_NAMES, [named.get(name) for name in _FIELD_NAMES]
     )
     if db_now is not None:
         record.db_now = db_now  # type: ignore[attr-defined]
@@ -35,6 +41,7 @@ def record_from_row(
 
 
 _DB_NOW = "db_now"
+_READ = ("id", *READ_FIELDS, _DB_NOW)
 _FIELD_NAMES = [field.attname for field in IdempotencyRecord._meta.concrete_fields]
 _Converter = Callable[..., Any]
 
@@ -49,7 +56,7 @@ def _read_columns(connection: BaseDatabaseWrapper) -> list[tuple[str, Any, list[
         columns: list[tuple[str, Any, list[_Converter]]] = cached[1]
     else:
         columns = []
-        for name in ("id", *READ_FIELDS, _DB_NOW):
+        for name in _READ:
             field = IdempotencyRecord._meta.get_field("created_at" if name == _DB_NOW else name)
             column = field.cached_col  # type: ignore[union-attr]
             converters = [

@@ -31,7 +31,7 @@ from django.utils import timezone
 from idempotency import reserve_function
 from idempotency.dbclock import DatabaseNow, database_now
 from idempotency.models import IdempotencyRecord
-from idempotency.rows import record_from_row
+from idempotency.rows import record_from_row, record_from_values
 from idempotency.statements import (
     IN_STATEMENT,
     NOW,
@@ -325,7 +325,10 @@ class RecordStore:
         connection = connections[self.using]
         if reserve_function.available(connection):
             call = reserve_function.call(
-                clock_given=now is not None, lease=lease, keep=max(lease, expiry)
+                clock_given=now is not None,
+                lease=lease,
+                keep=max(lease, expiry),
+                aware=connection.timezone is not None,  # USE_TZ
             )
             arguments: list[Any] = [scope, key, fingerprint, method, path, token]
             if now is not None:
@@ -400,9 +403,11 @@ class RecordStore:
             row = cursor.fetchone()
         if row is None:  # taken, then released or purged before the function read it
             return Taken(None, read=True)
-        if row[0]:
-            return int(row[1])
-        return Taken(record_from_row(connection, self.using, scope, key, row[1:]), read=True)
+        record_id, taken = row
+        if taken is None:
+            return int(record_id)
+        values = reserve_function.taken_values(connection, taken)
+        return Taken(record_from_values(self.using, scope, key, [record_id, *values]), read=True)
 
     def _insert_with_orm(self, values: dict[str, Any]) -> int | Taken:
         record = IdempotencyRecord(**values)

@@ -3,15 +3,19 @@ it where it is missing: the store keeps every decision either way."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib import import_module
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.db import ProgrammingError, connection, transaction
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from idempotency import reserve_function
+from idempotency.models import IdempotencyRecord
+from idempotency.rows import record_from_row, record_from_values
 from idempotency.store import Mismatch, RecordStore, Replay, Reserved, StoredResponse
 
 function_migration = import_module("idempotency.migrations.0004_reserve_function")
@@ -159,35 +163,70 @@ def test_a_router_placing_the_table_by_model_places_the_function_with_it(setting
 @pytest.mark.postgres
 @pytest.mark.django_db
 @pytest.mark.parametrize("clock_given", [False, True], ids=["db-clock", "app-clock"])
-def test_the_calls_casts_hand_python_what_the_functions_own_columns_do(clock_given):
-    """The call casts some of the function's columns (fewer loaders per cursor): each value, a
-    taken key's row included, arrives as the same Python value of the same type as the
-    uncast column's, so the record built from it decides alike."""
-    store = RecordStore()
-    held = reserve(store, key="cast")
-    store.complete(
-        held,
-        StoredResponse(
-            201,
-            [("Content-Type", "application/json"), ("Location", "/p/é")],
-            b'\x00{"id": 1}\xff',
-        ),
-    )
-    call = reserve_function.call(
-        clock_given=clock_given, lease=timedelta(seconds=60), keep=timedelta(hours=1)
-    )
-    uncast = call.replace(f"SELECT {reserve_function.COLUMNS} FROM", "SELECT * FROM")
-    assert uncast != call
-    arguments = ["s", "cast", "f", "POST", "/p", held.token]
+@pytest.mark.parametrize(
+    "zones",
+    [
+        {"USE_TZ": True, "TIME_ZONE": "UTC"},
+        {"USE_TZ": True, "TIME_ZONE": "America/New_York"},
+        {"USE_TZ": False, "TIME_ZONE": "Asia/Kolkata"},
+        {"USE_TZ": False, "TIME_ZONE": "America/New_York"},
+    ],
+    ids=["aware-utc", "aware-new-york", "naive-kolkata", "naive-new-york"],
+)
+def test_a_taken_keys_row_as_the_call_returns_it_is_the_record_the_columns_give(clock_given, zones):
+    """The call returns a taken key's row as one JSON array (two columns: fewer loaders per
+    cursor). The record built from it has every value, of the same type and time zone, that
+    the record built from the function's own columns has, aware or naive, in any zone."""
+    with override_settings(**zones):
+        store = RecordStore()
+        held = reserve(store, key="json")
+        store.complete(
+            held,
+            StoredResponse(
+                201,
+                [("Content-Type", "application/json"), ("Location", '/p/é"\\\n')],
+                b'\x00{"id": 1}\xff',
+            ),
+        )
+        aware = settings.USE_TZ
+        call = reserve_function.call(
+            clock_given=clock_given,
+            lease=timedelta(seconds=60),
+            keep=timedelta(hours=1),
+            aware=aware,
+        )
+        whole = call.replace(f"SELECT {reserve_function.columns(aware)} FROM", "SELECT * FROM")
+        assert whole != call
+        arguments = ["s", "json", "f", "POST", "/p", held.token]
+        if clock_given:
+            arguments.append(store._app_now())
+        rows = []
+        for statement in (call, whole):
+            with connection.cursor() as cursor:
+                cursor.execute(statement, arguments)
+                rows.append(cursor.fetchone())
+        (record_id, taken), plain = rows
+        assert plain[0] is False and record_id == plain[1]
+        values = reserve_function.taken_values(connection, taken)
+        got = record_from_values("default", "s", "json", [record_id, *values])
+        want = record_from_row(connection, "default", "s", "json", plain[1:])
+    names = [field.attname for field in IdempotencyRecord._meta.concrete_fields]
+    for name in names:
+        mine, theirs = getattr(got, name), getattr(want, name)
+        assert (mine, type(mine)) == (theirs, type(theirs)), name
+        if isinstance(mine, datetime):
+            assert mine.tzinfo == theirs.tzinfo, name
+            assert (mine.tzinfo is None) is not aware, name
+    assert got.response_headers == [
+        ["Content-Type", "application/json"],
+        ["Location", '/p/é"\\\n'],
+    ]
+    assert bytes(got.response_body) == b'\x00{"id": 1}\xff'
+    # db_now: read at each call (the clock moved between them), or absent on the app's clock.
+    mine, theirs = getattr(got, "db_now", None), getattr(want, "db_now", None)
     if clock_given:
-        arguments.append(store._app_now())
-    rows = []
-    for statement in (call, uncast):
-        with connection.cursor() as cursor:
-            cursor.execute(statement, arguments)
-            rows.append(cursor.fetchone())
-    cast, plain = rows
-    assert cast[0] is False  # taken: the row's columns are all there
-    # db_now differs between the two calls (the clock moved): its type is what must match.
-    assert cast[:-1] == plain[:-1]
-    assert [type(value) for value in cast] == [type(value) for value in plain]
+        assert mine is None and theirs is None
+    else:
+        assert type(mine) is type(theirs) and mine.tzinfo == theirs.tzinfo
+        assert timedelta(0) <= theirs - mine < timedelta(seconds=5)
+        assert abs(mine + timedelta(hours=1) - got.expires_at) < timedelta(seconds=5)

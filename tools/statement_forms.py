@@ -97,7 +97,10 @@ def main() -> None:
         params = ["s", key, "f" * 64, "POST", "/payments", uuid.uuid4()]
         cursor.execute(
             reserve_function.call(
-                clock_given=False, lease=timedelta(seconds=60), keep=timedelta(hours=24)
+                clock_given=False,
+                lease=timedelta(seconds=60),
+                keep=timedelta(hours=24),
+                aware=True,
             ),
             params,
         )
