@@ -125,21 +125,25 @@ class RecordStatements:
     def complete_params(
         self, connection: BaseDatabaseWrapper, values: dict[str, Any], record_id: int, token: Any
     ) -> list[Any]:
-        if self.plain_completion and values["completed_at"] is IN_STATEMENT:
-            # What the fields' preparation passes on PostgreSQL: the int, Jsonb of json.dumps
-            # (the field has no encoder), the bytes and the UUID, each adapted by psycopg.
-            status = values["response_status"]
-            return [
-                None if status is None else int(status),
-                json.dumps(values["response_headers"]),
-                values["response_body"],
-                record_id,
-                token,
-            ]
         return [
             *_prepared(connection, COMPLETE_FIELDS, values, self.clock),
             record_id,
             _field("lease_token").get_db_prep_value(token, connection),
+        ]
+
+    @staticmethod
+    def plain_complete_params(
+        status: int | None, headers: list[Any], body: bytes, record_id: int, token: Any
+    ) -> list[Any]:
+        """The parameters of :meth:`complete_on_db_clock` where ``plain_completion``: what the
+        fields' preparation passes on PostgreSQL (the int, Jsonb of json.dumps, as the field
+        has no encoder; the bytes and the UUID), each adapted by psycopg."""
+        return [
+            None if status is None else int(status),
+            json.dumps(headers),
+            body,
+            record_id,
+            token,
         ]
 
     def complete_on_db_clock(self, expiry: timedelta) -> str:

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import (
+    DEFAULT_DB_ALIAS,
     DatabaseError,
     IntegrityError,
     OperationalError,
@@ -156,7 +157,10 @@ class RecordStore:
     def __init__(self, clock: Clock | None = None, using: str | None = None) -> None:
         # None: the database's clock (the app server's where the database has none here).
         self.clock = clock
-        self.using = using or router.db_for_write(IdempotencyRecord)
+        # Without routers the router answers the default alias (most projects; one per request).
+        self.using = using or (
+            router.db_for_write(IdempotencyRecord) if router.routers else DEFAULT_DB_ALIAS
+        )
 
     def _on_database_clock(self) -> bool:
         return self.clock is None and record_statements(self.using).clock is not None
@@ -491,24 +495,22 @@ class RecordStore:
         finds nothing left to do.
         """
         statements = record_statements(self.using)
-        on_database_clock = self._on_database_clock()
-        if on_database_clock:
-            times: dict[str, Any] = {"completed_at": IN_STATEMENT, "expires_at": IN_STATEMENT}
+        connection = connections[self.using]
+        record_id, token = reservation.record_id, reservation.token
+        if self.clock is None and statements.clock is not None:  # on the database's clock
             sql = statements.complete_on_db_clock(reservation.expiry)
+            if statements.plain_completion:
+                params = statements.plain_complete_params(
+                    response.status, response.headers, response.body, record_id, token
+                )
+            else:
+                values = _completion(response, IN_STATEMENT, IN_STATEMENT)
+                params = statements.complete_params(connection, values, record_id, token)
         else:
             now = self._app_now()
-            times = {"completed_at": now, "expires_at": now + reservation.expiry}
             sql = statements.complete
-        values = {
-            "response_status": response.status,
-            "response_headers": [list(header) for header in response.headers],
-            "response_body": response.body,
-            **times,
-        }
-        connection = connections[self.using]
-        params = statements.complete_params(
-            connection, values, reservation.record_id, reservation.token
-        )
+            values = _completion(response, now, now + reservation.expiry)
+            params = statements.complete_params(connection, values, record_id, token)
         with connection.cursor() as cursor:
             if commit and statements.commits_in_completion(connection):
                 # Innermost of the connection's execute wrappers: it alone can tell that the
@@ -605,6 +607,17 @@ def _final_or_held(record: IdempotencyRecord, now: datetime) -> bool:
     if record.state == State.COMPLETED:
         return record.expires_at > now
     return record.locked_until is not None and record.locked_until > now
+
+
+def _completion(response: StoredResponse, completed_at: Any, expires_at: Any) -> dict[str, Any]:
+    """The completion's values for the fields' preparation (IN_STATEMENT: the statement's)."""
+    return {
+        "response_status": response.status,
+        "response_headers": [list(header) for header in response.headers],
+        "response_body": response.body,
+        "completed_at": completed_at,
+        "expires_at": expires_at,
+    }
 
 
 def _stored_response(record: IdempotencyRecord) -> StoredResponse:
