@@ -1,4 +1,4 @@
-"""PostgreSQL's reserve-or-read function (migration 0004): where the store may call it.
+"""PostgreSQL's reserve-or-read function (migration 0005): where the store may call it.
 
 The function reserves a new key or returns the row of a taken one, in one round trip. A database
 migrated without it (pytest-django's ``--no-migrations``, a project that has not run this
@@ -10,84 +10,65 @@ processes started before the migration keep the two statements until they restar
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.db import ProgrammingError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from idempotency.dbclock import postgresql_interval
 
-NAME = "idempotency_reserve_v1"
+NAME = "idempotency_reserve_v2"
 SIGNATURE = (
     f"{NAME}(varchar, varchar, varchar, varchar, text, uuid, timestamptz, interval, interval)"
 )
 
 
 @lru_cache(maxsize=256)
-def call(*, clock_given: bool, lease: timedelta, keep: timedelta, aware: bool) -> str:
-    """The call, with its rows as ``(id, taken)``: ``taken`` NULL for a new key, else the taken
-    key's row as :func:`taken_values` reads it. Parameters: scope, key, fingerprint, method,
-    path, token, and the clock's now where ``clock_given`` (else NULL: the database's). The
-    durations, a handful per project, are written into its text: no interval to adapt per call.
-    ``aware``: ``settings.USE_TZ``, which decides what the row's times mean."""
+def call(*, clock_given: bool, lease: timedelta, keep: timedelta) -> str:
+    """The call, with its one row as ``(id, taken)``: ``taken`` NULL for a new key, else the
+    taken key's row as :func:`taken_values` reads it (both NULL: taken, then released or purged
+    before the function read it). Parameters: scope, key, fingerprint, method, path, token, and
+    the clock's now where ``clock_given`` (else NULL: the database's). The durations, a handful
+    per project, are written into its text: no interval to adapt per call."""
     now = "%s" if clock_given else "NULL"
     return (
-        f"SELECT {columns(aware)} FROM {NAME}(%s, %s, %s, %s, %s, %s, {now}, "
+        f"SELECT id, taken FROM {NAME}(%s, %s, %s, %s, %s, %s, {now}, "
         f"{postgresql_interval(lease)}, {postgresql_interval(keep)})"
     )
 
 
-# Most calls are new keys, which need only the id: psycopg sets up a loader for each column
-# type on every cursor, and two columns (int8, text) cost a new key about 24 000 instructions
-# less than the function's twelve (tools/count_instructions.py). A taken key's row comes as one
-# JSON array in READ_FIELDS order, then db_now: the body as hex (as bytea's text form is); each
-# time as microseconds since the epoch, of the instant under USE_TZ, else of the wall time in
-# the session's time zone, which is what Django's loader gives (a naive datetime).
-_TAKEN = (
-    "state",
-    "fingerprint",
-    "method",
-    "path",
-    "response_status",
-    "response_headers",
-    "encode(response_body, 'hex')",
-)
-_TIMES = ("locked_until", "expires_at", "db_now")
-
-
-@lru_cache(maxsize=2)
-def columns(aware: bool) -> str:
-    times = [f"(EXTRACT(EPOCH FROM {_wall(name, aware)}) * 1000000)::bigint" for name in _TIMES]
-    taken = ", ".join([*_TAKEN, *times])
-    return f"id, CASE WHEN NOT reserved THEN JSON_BUILD_ARRAY({taken})::text END"
-
-
-def _wall(column: str, aware: bool) -> str:
-    return column if aware else f"{column}::timestamp"
-
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_NAIVE_EPOCH = datetime(1970, 1, 1)
 
 
 def taken_values(connection: BaseDatabaseWrapper, taken: str) -> list[Any]:
-    """The taken key's row of :func:`columns`: READ_FIELDS' values, then db_now, as the ORM's
-    read of the columns gives them (the headers parsed, the body as bytes, the times as
-    datetimes: aware in the connection's time zone under USE_TZ, else naive)."""
+    """The taken key's row as the function returns it: READ_FIELDS' values, then db_now, as
+    the ORM's read of the columns gives them: the headers parsed, the body as bytes, each time
+    as the driver loads a timestamptz (the instant in the session's time zone, keeping
+    ``fold``), then as Django's loader relabels it: aware in the connection's time zone under
+    USE_TZ, else naive."""
     row: list[Any] = json.loads(taken)
     *values, body, locked_until, expires_at, db_now = row
     values.append(bytes.fromhex(body))
     zone = connection.timezone  # None: USE_TZ is off
+    session = _session_zone(connection) if zone is None else zone
     for micros in (locked_until, expires_at, db_now):
         if micros is None:
             values.append(None)
-        elif zone is None:
-            values.append(_NAIVE_EPOCH + timedelta(microseconds=micros))
         else:
-            values.append((_EPOCH + timedelta(microseconds=micros)).astimezone(zone))
+            instant = (_EPOCH + timedelta(microseconds=micros)).astimezone(session)
+            values.append(instant if zone is not None else instant.replace(tzinfo=None))
     return values
+
+
+def _session_zone(connection: BaseDatabaseWrapper) -> tzinfo:
+    """The session's ``TimeZone``, as psycopg 3 reads it for its timestamptz loader; psycopg 2:
+    the zone Django sets the session to."""
+    info = getattr(connection.connection, "info", None)
+    zone = getattr(info, "timezone", None)
+    return zone if isinstance(zone, tzinfo) else ZoneInfo(connection.timezone_name)
 
 
 # undefined_function, insufficient_privilege

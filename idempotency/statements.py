@@ -136,15 +136,11 @@ class RecordStatements:
         status: int | None, headers: list[Any], body: bytes, record_id: int, token: Any
     ) -> list[Any]:
         """The parameters of :meth:`complete_on_db_clock` where ``plain_completion``: what the
-        fields' preparation passes on PostgreSQL (the int, Jsonb of json.dumps, as the field
-        has no encoder; the bytes and the UUID), each adapted by psycopg."""
-        return [
-            None if status is None else int(status),
-            json.dumps(headers),
-            body,
-            record_id,
-            token,
-        ]
+        fields' preparation passes on PostgreSQL (the int, the headers' JSON, the bytes and the
+        UUID), each adapted by psycopg. The JSON keeps non-ASCII characters as they are: an
+        escape such as ``\\u00e9`` is refused by ``jsonb`` in a SQL_ASCII database."""
+        headers_json = json.dumps(headers, ensure_ascii=False)
+        return [None if status is None else int(status), headers_json, body, record_id, token]
 
     def complete_on_db_clock(self, expiry: timedelta) -> str:
         """The completion on the database's clock, ``expiry`` written into it: the store passes

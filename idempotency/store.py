@@ -332,7 +332,6 @@ class RecordStore:
                 clock_given=now is not None,
                 lease=lease,
                 keep=max(lease, expiry),
-                aware=connection.timezone is not None,  # USE_TZ
             )
             arguments: list[Any] = [scope, key, fingerprint, method, path, token]
             if now is not None:
@@ -400,16 +399,15 @@ class RecordStore:
         key: str,
         arguments: list[Any],
     ) -> int | Taken:
-        """The reservation by PostgreSQL's function (migration 0004): the new id, or the taken
+        """The reservation by PostgreSQL's function (migration 0005): the new id, or the taken
         key's row as the read after a collision returns it."""
         with connection.cursor() as cursor:
             cursor.execute(call, arguments)
             row = cursor.fetchone()
-        if row is None:  # taken, then released or purged before the function read it
-            return Taken(None, read=True)
         record_id, taken = row
         if taken is None:
-            return int(record_id)
+            # A new key's id; none: taken, then released or purged before the function read it.
+            return Taken(None, read=True) if record_id is None else int(record_id)
         values = reserve_function.taken_values(connection, taken)
         return Taken(record_from_values(self.using, scope, key, [record_id, *values]), read=True)
 

@@ -185,12 +185,9 @@ def test_statement_texts_carry_no_stray_percent_and_keep_their_parameter_count()
         assert sql.count("%s") == statements.complete.count("%s") - 2
         assert "%" not in sql.replace("%s", "").replace("%%", "")
     for clock_given in (False, True):
-        for aware in (False, True):
-            call = reserve_function.call(
-                clock_given=clock_given, lease=MAX_DURATION, keep=MAX_DURATION, aware=aware
-            )
-            assert call.count("%s") == 6 + clock_given
-            assert "%" not in call.replace("%s", "")
+        call = reserve_function.call(clock_given=clock_given, lease=MAX_DURATION, keep=MAX_DURATION)
+        assert call.count("%s") == 6 + clock_given
+        assert "%" not in call.replace("%s", "")
 
 
 @pytest.mark.parametrize("use_function", [True, False], ids=["function", "statements"])

@@ -3,11 +3,12 @@
 The numbers in docs/databases.md ("A replay is two statements, not one") come from this script:
 each form reserves a new key, then collides with a completed one, the forms interleaved call by
 call so that the machine's noise falls on all of them. Database CPU is the backend process's,
-read from /proc (run it on the database's host).
+read from /proc/<pid>/schedstat (run it on the database's host).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/scratch python tools/statement_forms.py
 
-It migrates that database (which creates the store's function, migration 0004).
+It migrates that database (which creates the store's functions: v1, migration 0004, the previous
+release's; v2, migration 0005, the one the store calls).
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ def main() -> None:
     pid = raw.execute("SELECT pg_backend_pid()").fetchone()[0]
 
     def backend_cpu() -> float:
-        fields = Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        # The backend's time on a CPU in nanoseconds (/proc/<pid>/stat counts 10 ms ticks).
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
 
     def values(key: str) -> dict[str, Any]:
         return {
@@ -100,8 +101,20 @@ def main() -> None:
                 clock_given=False,
                 lease=timedelta(seconds=60),
                 keep=timedelta(hours=24),
-                aware=True,
             ),
+            params,
+        )
+        cursor.fetchone()
+
+    def function_v1(key: str) -> None:
+        """The previous release's call: v1 (migration 0004), a set of twelve columns."""
+        cursor = psycopg.ClientCursor(raw)
+        params = ["s", key, "f" * 64, "POST", "/payments", uuid.uuid4()]
+        cursor.execute(
+            "SELECT reserved, id, state::text, fingerprint::text, method::text, path, "
+            "response_status::bigint, response_headers::text, response_body, locked_until, "
+            "expires_at, db_now FROM idempotency_reserve_v1(%s, %s, %s, %s, %s, %s, NULL, "
+            "'60 seconds'::interval, '24 hours'::interval)",
             params,
         )
         cursor.fetchone()
@@ -113,7 +126,8 @@ def main() -> None:
         "INSERT and SELECT, prepared": lambda key: two_statements(
             key, psycopg.Cursor, prepare=True
         ),
-        "the PL/pgSQL function (shipped)": function,
+        "the PL/pgSQL function v1 (0004)": function_v1,
+        "the PL/pgSQL function v2 (shipped)": function,
     }
     calls = int(os.environ.get("CALLS", "3000"))
     for path in ("new key", "replay"):
