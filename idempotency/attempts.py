@@ -99,7 +99,7 @@ class Transaction:
             and not connection.savepoint_ids
         )
         try:
-            self.attempt.complete(outcome, commit=whole)
+            self.attempt.complete(outcome, commit=whole, connection=connection)
         except TransactionAborted:
             self.aborted = True
             raise
@@ -270,15 +270,23 @@ class Attempt:
         """
         return Transaction(self)
 
-    def complete(self, outcome: StoredResponse, *, commit: bool = False) -> None:
+    def complete(
+        self,
+        outcome: StoredResponse,
+        *,
+        commit: bool = False,
+        connection: BaseDatabaseWrapper | None = None,
+    ) -> None:
         """Store the final outcome; call it in the transaction that holds the operation's writes.
 
         Raises :class:`~idempotency.store.LeaseLostError` when another attempt took the key
         over, and :class:`TransactionAborted` when the operation left its transaction unusable
         (:meth:`transaction` logs it, once the transaction is rolled back). ``commit``: see
-        :meth:`RecordStore.complete <idempotency.store.RecordStore.complete>`.
+        :meth:`RecordStore.complete <idempotency.store.RecordStore.complete>`. ``connection``:
+        the store's in this thread, if the caller holds it already (a lookup spared).
         """
-        connection = transaction.get_connection(self.store.using)
+        if connection is None:
+            connection = transaction.get_connection(self.store.using)
         try:
             # Checked here, not left to Django's cursor: a connection the operation closed (it
             # sent request_finished, say) fails to open a cursor before the cursor's own check.

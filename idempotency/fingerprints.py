@@ -46,9 +46,34 @@ _FORM_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencod
 _SMALL_INT = 2**53
 _DAY_ONE = datetime.min
 # check_circular is off: the encoding is a fresh tree (a cycle in the input ends in RecursionError).
-_dumps = json.JSONEncoder(
+_ENCODER = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), sort_keys=True, check_circular=False
-).encode
+)
+# What _ENCODER.encode() builds on every call (C's encoder, with these very arguments), built
+# once: encode() and iterencode() are Python, and every fingerprint encodes a document.
+_C_MAKE_ENCODER = getattr(json.encoder, "c_make_encoder", None)
+_encode_json = (
+    None
+    if _C_MAKE_ENCODER is None
+    else _C_MAKE_ENCODER(
+        None,  # markers: check_circular is off
+        _ENCODER.default,
+        json.encoder.encode_basestring,  # ensure_ascii is off
+        None,  # indent
+        _ENCODER.key_separator,
+        _ENCODER.item_separator,
+        _ENCODER.sort_keys,
+        _ENCODER.skipkeys,
+        _ENCODER.allow_nan,
+    )
+)
+
+
+def _dumps(document: object) -> str:
+    """``_ENCODER.encode(document)``."""
+    if _encode_json is None or isinstance(document, str):
+        return _ENCODER.encode(document)
+    return "".join(_encode_json(document, 0))
 
 
 class _JSONNumber(str):

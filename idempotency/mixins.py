@@ -290,7 +290,8 @@ class IdempotentMixin(_Base):
             return super().dispatch(request, *args, **kwargs)
 
     def _handler(self, request: Request) -> Handler:
-        return self._handler_for(request.method or "")
+        # request._request: DRF's attribute proxy costs more than the handler's lookup.
+        return self._handler_for(request._request.method or "")
 
     def _handler_for(self, method: str) -> Handler:
         if method.lower() in self.http_method_names:
@@ -305,8 +306,11 @@ class IdempotentMixin(_Base):
         key = self.get_idempotency_key(request)
         if key is None:
             raise IdempotencyKeyMissing()
+        # Read from the HttpRequest itself: each read through DRF's attribute proxy costs a
+        # failed lookup and a __getattr__ call.
+        django_request = request._request
         # The fingerprint parses the body: malformed input fails here, before anything is stored.
-        _refuse_oversized_body(request)
+        _refuse_oversized_body(request, django_request)
         fingerprint = self.get_idempotency_fingerprint(request)
         store = self.get_idempotency_store()
         scope = self._checked_idempotency_scope(request)
@@ -314,12 +318,12 @@ class IdempotentMixin(_Base):
         outcome = begin(
             store,
             sender=type(self),
-            request=request._request,
+            request=django_request,
             scope=scope,
             key=key,
             fingerprint=fingerprint,
-            method=request.method or "",
-            path=request.path,
+            method=django_request.method or "",
+            path=django_request.path,
             lease=self.get_idempotency_lease(),
             expiry=self.get_idempotency_expiry(),
             retry_after=self.get_idempotency_retry_after(),
@@ -377,18 +381,19 @@ class IdempotentMixin(_Base):
         return response
 
 
-def _refuse_oversized_body(request: Request) -> None:
+def _refuse_oversized_body(request: Request, django_request: HttpRequest) -> None:
     """Refuse a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` before the fingerprint parses it.
 
     Django checks the limit when a body is read whole, but DRF before 3.17.2 parses JSON from
     the stream and never reads it whole. File uploads (multipart) are exempt, as in Django.
     """
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    if limit is None or request.content_type.startswith("multipart/"):
+    if limit is None:
         return
     try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        length = int(django_request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return  # Django's own parsing will refuse it
-    if length > limit:
+    # The media type only for a body over the limit: most bodies are not.
+    if length > limit and not request.content_type.startswith("multipart/"):
         raise RequestBodyTooLarge()

@@ -93,7 +93,13 @@ def snapshot(response: HttpResponseBase, replayed: frozenset[str]) -> StoredResp
     if len(body) > idempotency_settings.MAX_STORED_BODY:
         _log_too_large(idempotency_settings.MAX_STORED_BODY)
         raise ResponseNotStorable()
-    headers = [(name, value) for name, value in response.items() if name.lower() in replayed]
+    # The headers' own store ({lower: (name, value)}, in order) holds the pairs items() yields,
+    # which it would rebuild one __getitem__ at a time through Mapping's generic views.
+    headers = [
+        (name, value)
+        for name, value in response.headers._store.values()
+        if name.lower() in replayed
+    ]
     return StoredResponse(response.status_code, headers, body)
 
 
