@@ -94,12 +94,11 @@ def snapshot(response: HttpResponseBase, replayed: frozenset[str]) -> StoredResp
         _log_too_large(idempotency_settings.MAX_STORED_BODY)
         raise ResponseNotStorable()
     # The headers' own store ({lower: (name, value)}, in order) holds the pairs items() yields,
-    # which it would rebuild one __getitem__ at a time through Mapping's generic views.
-    headers = [
-        (name, value)
-        for name, value in response.headers._store.values()
-        if name.lower() in replayed
-    ]
+    # which it would rebuild one __getitem__ at a time through Mapping's generic views; a
+    # response whose headers keep no such store is read through items().
+    store = getattr(response.headers, "_store", None)
+    pairs = store.values() if type(store) is dict else response.items()
+    headers = [(name, value) for name, value in pairs if name.lower() in replayed]
     return StoredResponse(response.status_code, headers, body)
 
 

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import (
@@ -292,14 +292,14 @@ class RecordStore:
         record = self._read(scope, key)
         if record is None:
             return None
-        now = self._now_of(record, None)
+        now = _instant(self._now_of(record, None))
         if record.state == State.IN_PROGRESS:
-            if record.locked_until is None or record.locked_until <= now:
+            if record.locked_until is None or _instant(record.locked_until) <= now:
                 return None
             if record.fingerprint != fingerprint:
                 return Mismatch(record.method, record.path)
-            return InProgress(record.locked_until - now)
-        if record.expires_at <= now:
+            return InProgress(_instant(record.locked_until) - now)
+        if _instant(record.expires_at) <= now:
             return None
         if record.fingerprint != fingerprint:
             return Mismatch(record.method, record.path)
@@ -437,13 +437,15 @@ class RecordStore:
         expiry: timedelta,
     ) -> Decision:
         in_progress = record.state == State.IN_PROGRESS
-        if in_progress and record.locked_until is not None and record.locked_until > now:
+        instant = _instant(now)
+        held_until = None if record.locked_until is None else _instant(record.locked_until)
+        if in_progress and held_until is not None and held_until > instant:
             # A live holder keeps its key whatever the expiry says (a record written before
             # leases extended the expiry may have a shorter one).
             if record.fingerprint != fingerprint:
                 return Mismatch(record.method, record.path)
-            return InProgress(record.locked_until - now)
-        if record.expires_at <= now:
+            return InProgress(held_until - instant)
+        if _instant(record.expires_at) <= instant:
             # An expired key is a new key: the row is reused for the new operation. A holder
             # whose lease ran out may still be running: the new token fences it out.
             record.fingerprint, record.method, record.path = fingerprint, method, path
@@ -470,10 +472,12 @@ class RecordStore:
         taken_over: bool,
     ) -> Reserved:
         record.lease_token = token
-        record.locked_until = now + lease
+        record.locked_until = _later(now, lease)
         # Every lease extends the expiry over itself: an in-progress record never expires (is
         # never reused or purged) under a live holder.
-        record.expires_at = max(record.expires_at, now + max(lease, expiry))
+        kept = _later(now, max(lease, expiry))
+        if _instant(record.expires_at) < _instant(kept):
+            record.expires_at = kept
         record.save(using=self.using)
         return Reserved(record.pk, token, expiry, record.scope, record.key, taken_over=taken_over)
 
@@ -603,8 +607,27 @@ def _final_or_held(record: IdempotencyRecord, now: datetime) -> bool:
     """A completed outcome not yet expired, or a key its holder's live lease keeps: deciding on
     either changes nothing, so it needs no lock. Anything else may be reused or taken over."""
     if record.state == State.COMPLETED:
-        return record.expires_at > now
-    return record.locked_until is not None and record.locked_until > now
+        return _instant(record.expires_at) > _instant(now)
+    return record.locked_until is not None and _instant(record.locked_until) > _instant(now)
+
+
+def _instant(value: datetime) -> datetime:
+    """``value`` as an instant (UTC), so that times compare and subtract as instants: Python
+    compares two datetimes of one tzinfo, and naive ones, by their wall times, ``fold``
+    ignored, and across a repeated hour a live lease would read as run out. A naive value
+    (``USE_TZ`` off) is a wall time in the default time zone, as Django writes and reads it."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.get_default_timezone()).astimezone(UTC)
+    return value.astimezone(UTC)
+
+
+def _later(now: datetime, duration: timedelta) -> datetime:
+    """``duration`` after ``now``, as an instant, in ``now``'s own form (naive: a wall time of
+    the default time zone, ``fold`` marking the second of a repeated hour)."""
+    later = _instant(now) + duration
+    if now.tzinfo is None:
+        return later.astimezone(timezone.get_default_timezone()).replace(tzinfo=None)
+    return later.astimezone(now.tzinfo)
 
 
 def _completion(response: StoredResponse, completed_at: Any, expires_at: Any) -> dict[str, Any]:

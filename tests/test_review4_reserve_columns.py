@@ -361,7 +361,6 @@ def held_across_the_fold():
 
 @pytest.mark.postgres
 @pytest.mark.django_db
-@pytest.mark.xfail(strict=True, reason="decisions compare wall times across a DST fold: open")
 def test_a_live_lease_across_the_dst_fold_is_not_taken_over_naive():
     """USE_TZ=False on the database's clock: the record's times are the session's wall times,
     and the decision compares them as naive datetimes, so across the repeated hour a lease
@@ -373,7 +372,6 @@ def test_a_live_lease_across_the_dst_fold_is_not_taken_over_naive():
 
 @pytest.mark.postgres
 @pytest.mark.django_db
-@pytest.mark.xfail(strict=True, reason="decisions compare wall times across a DST fold: open")
 def test_a_live_lease_across_the_dst_fold_is_not_taken_over_database_time_zone():
     """USE_TZ=True with DATABASES['TIME_ZONE'] in a DST zone: the record's times and db_now
     share one tzinfo, and Python compares and subtracts such datetimes by wall time (fold
