@@ -84,6 +84,20 @@ def put_row(key, *, locked_until, expires_at, state="in_progress", **extra):
     )
 
 
+def put_raw(key, *, expires_at, locked_until, created_at="now()"):
+    """An in-progress row of ``key`` with its times given as SQL (timestamptz literals in UTC
+    mean the same instant under any zone)."""
+    IdempotencyRecord.objects.filter(scope="s", key=key).delete()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO idempotency_idempotencyrecord (scope, key, fingerprint, method, path, "
+            "state, response_headers, response_body, created_at, expires_at, locked_until) "
+            f"VALUES ('s', %s, 'f', 'POST', '/p', 'in_progress', '[]', '', {created_at}, "
+            f"{expires_at}, {locked_until})",
+            [key],
+        )
+
+
 def set_times_sql(key, locked_until_sql, expires_at_sql):
     with connection.cursor() as cursor:
         cursor.execute(
@@ -139,14 +153,7 @@ ZONES = [
 @pytest.mark.parametrize("instant", sorted(INSTANTS))
 def test_edge_instants_rebuild_to_the_orm_record(zones, instant):
     with override_settings(**zones):
-        IdempotencyRecord.objects.filter(scope="s", key="edge").delete()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO idempotency_idempotencyrecord (scope, key, fingerprint, method, "
-                "path, state, response_headers, response_body, created_at, expires_at, "
-                "locked_until) VALUES ('s', 'edge', 'f', 'POST', '/p', 'in_progress', '[]', "
-                f"'', now(), {INSTANTS[instant]}, {INSTANTS[instant]})"
-            )
+        put_raw("edge", expires_at=INSTANTS[instant], locked_until=INSTANTS[instant])
         got, want = both_records("edge")
         assert_same(got, want)
 
@@ -159,14 +166,7 @@ def test_database_time_zone_under_use_tz(zone, instant):
     """DATABASES['TIME_ZONE'] (allowed with USE_TZ on PostgreSQL): the session's zone and
     Django's loader's."""
     with override_settings(USE_TZ=True, TIME_ZONE="UTC"), database_time_zone(zone):
-        IdempotencyRecord.objects.filter(scope="s", key="edge").delete()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO idempotency_idempotencyrecord (scope, key, fingerprint, method, "
-                "path, state, response_headers, response_body, created_at, expires_at, "
-                "locked_until) VALUES ('s', 'edge', 'f', 'POST', '/p', 'in_progress', '[]', "
-                f"'', now(), {INSTANTS[instant]}, {INSTANTS[instant]})"
-            )
+        put_raw("edge", expires_at=INSTANTS[instant], locked_until=INSTANTS[instant])
         got, want = both_records("edge")
         assert_same(got, want)
 
@@ -182,14 +182,9 @@ def test_naive_fold_second_occurrence_is_lost(zones):
     from django.utils import timezone
 
     with override_settings(**zones):
-        IdempotencyRecord.objects.filter(scope="s", key="fold").delete()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO idempotency_idempotencyrecord (scope, key, fingerprint, method, "
-                "path, state, response_headers, response_body, created_at, expires_at, "
-                "locked_until) VALUES ('s', 'fold', 'f', 'POST', '/p', 'in_progress', '[]', "
-                f"'', now(), {INSTANTS['nyc-fold-second']}, {INSTANTS['lord-howe-fold']})"
-            )
+        put_raw(
+            "fold", expires_at=INSTANTS["nyc-fold-second"], locked_until=INSTANTS["lord-howe-fold"]
+        )
         got, want = both_records("fold")
         for name in ("locked_until", "expires_at"):
             mine, theirs = getattr(got, name), getattr(want, name)
@@ -341,14 +336,12 @@ def held_across_the_fold():
     EDT), five minutes later, must be told the key is in progress for 25 more minutes."""
     from idempotency.store import _final_or_held
 
-    IdempotencyRecord.objects.filter(scope="s", key="dst").delete()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO idempotency_idempotencyrecord (scope, key, fingerprint, method, path, "
-            "state, response_headers, response_body, created_at, locked_until, expires_at) "
-            "VALUES ('s', 'dst', 'f', 'POST', '/p', 'in_progress', '[]', '', "
-            "'2024-11-03 05:50+00', '2024-11-03 06:20+00', '2024-11-03 06:50+00')"
-        )
+    put_raw(
+        "dst",
+        created_at="'2024-11-03 05:50+00'",
+        locked_until="'2024-11-03 06:20+00'",
+        expires_at="'2024-11-03 06:50+00'",
+    )
     record = taken_at("dst", "'2024-11-03 05:55+00'")
     store = RecordStore()
     seen = store._now_of(record, None)
