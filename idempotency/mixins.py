@@ -290,8 +290,7 @@ class IdempotentMixin(_Base):
             return super().dispatch(request, *args, **kwargs)
 
     def _handler(self, request: Request) -> Handler:
-        # request._request: DRF's attribute proxy costs more than the handler's lookup.
-        return self._handler_for(request._request.method or "")
+        return self._handler_for(_read_from(request).method or "")
 
     def _handler_for(self, method: str) -> Handler:
         if method.lower() in self.http_method_names:
@@ -306,9 +305,7 @@ class IdempotentMixin(_Base):
         key = self.get_idempotency_key(request)
         if key is None:
             raise IdempotencyKeyMissing()
-        # Read from the HttpRequest itself: each read through DRF's attribute proxy costs a
-        # failed lookup and a __getattr__ call.
-        django_request = request._request
+        django_request = _read_from(request)
         # The fingerprint parses the body: malformed input fails here, before anything is stored.
         _refuse_oversized_body(request, django_request)
         fingerprint = self.get_idempotency_fingerprint(request)
@@ -318,7 +315,7 @@ class IdempotentMixin(_Base):
         outcome = begin(
             store,
             sender=type(self),
-            request=django_request,
+            request=request._request,
             scope=scope,
             key=key,
             fingerprint=fingerprint,
@@ -381,7 +378,17 @@ class IdempotentMixin(_Base):
         return response
 
 
-def _refuse_oversized_body(request: Request, django_request: HttpRequest) -> None:
+def _read_from(request: Request) -> Request | HttpRequest:
+    """Where the method, path and ``META`` are read: from the ``HttpRequest`` itself when DRF's
+    ``Request`` only proxies them (each read through its proxy costs a failed lookup and a
+    ``__getattr__`` call); as DRF reads them from a subclass, or from a request whose method
+    was set on it (``override_method``, a view's ``initial()``), which may answer otherwise."""
+    if type(request) is Request and "method" not in request.__dict__:
+        return request._request
+    return request
+
+
+def _refuse_oversized_body(request: Request, django_request: Request | HttpRequest) -> None:
     """Refuse a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` before the fingerprint parses it.
 
     Django checks the limit when a body is read whole, but DRF before 3.17.2 parses JSON from

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from functools import lru_cache
 
 from django.http import HttpResponse
-from django.http.response import HttpResponseBase
+from django.http.response import HttpResponseBase, ResponseHeaders
 
 from idempotency.conf import NEVER_REPLAYED_HEADERS, idempotency_settings
 from idempotency.exceptions import ResponseNotStorable
@@ -93,12 +93,7 @@ def snapshot(response: HttpResponseBase, replayed: frozenset[str]) -> StoredResp
     if len(body) > idempotency_settings.MAX_STORED_BODY:
         _log_too_large(idempotency_settings.MAX_STORED_BODY)
         raise ResponseNotStorable()
-    # The headers' own store ({lower: (name, value)}, in order) holds the pairs items() yields,
-    # which it would rebuild one __getitem__ at a time through Mapping's generic views; a
-    # response whose headers keep no such store is read through items().
-    store = getattr(response.headers, "_store", None)
-    pairs = store.values() if type(store) is dict else response.items()
-    headers = [(name, value) for name, value in pairs if name.lower() in replayed]
+    headers = [(name, value) for name, value in _header_pairs(response) if name.lower() in replayed]
     return StoredResponse(response.status_code, headers, body)
 
 
@@ -130,3 +125,13 @@ def replay_response(stored: StoredResponse) -> HttpResponse:
     if not any(name.lower() == "content-type" for name, _ in stored.headers):
         del response["Content-Type"]
     return response
+
+
+def _header_pairs(response: HttpResponseBase) -> Iterable[tuple[str, str]]:
+    """What ``response.items()`` yields, which Django's handlers send. Django's own header store
+    (``{lower: (name, value)}``, in order) holds those pairs, which ``items()`` would rebuild one
+    lookup at a time through Mapping's generic views; a response or header class of its own
+    may yield others, and is asked."""
+    if type(response).items is HttpResponseBase.items and type(response.headers) is ResponseHeaders:
+        return response.headers._store.values()
+    return response.items()

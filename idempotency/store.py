@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import (
@@ -165,6 +165,18 @@ class RecordStore:
     def _on_database_clock(self) -> bool:
         return self.clock is None and record_statements(self.using).clock is not None
 
+    def _wall_zone(self) -> tzinfo | None:
+        """The zone whose wall times the decision's naive times (``USE_TZ`` off) are, and whose
+        labels its aware ones carry truly, so that they compare as instants; None: they compare
+        as they are. PostgreSQL's driver gives a ``timestamptz`` in the session's zone (Django's
+        default zone), as the app's clock does; the database clocks of MySQL and SQLite read and
+        write UTC wall times whatever the settings say (``DATABASES[...]["TIME_ZONE"]`` only
+        relabels them), which compare right as they are."""
+        on_database_clock = self.clock is None and record_statements(self.using).clock is not None
+        if on_database_clock and connections[self.using].vendor != "postgresql":
+            return None
+        return timezone.get_default_timezone()
+
     def _app_now(self) -> datetime:
         return self.clock() if self.clock is not None else timezone.now()
 
@@ -221,7 +233,7 @@ class RecordStore:
             existing = claim.record if claim.read else self._read(scope, key)
             if existing is not None:
                 seen = self._now_of(existing, now)
-                if _final_or_held(existing, seen):
+                if _final_or_held(existing, seen, self._wall_zone()):
                     return self._decide(
                         existing, seen, token, fingerprint, method, path, lease, expiry
                     )
@@ -292,14 +304,16 @@ class RecordStore:
         record = self._read(scope, key)
         if record is None:
             return None
-        now = _instant(self._now_of(record, None))
+        zone = self._wall_zone()
+        now = _instant(self._now_of(record, None), zone)
         if record.state == State.IN_PROGRESS:
-            if record.locked_until is None or _instant(record.locked_until) <= now:
+            held_until = record.locked_until
+            if held_until is None or _instant(held_until, zone) <= now:
                 return None
             if record.fingerprint != fingerprint:
                 return Mismatch(record.method, record.path)
-            return InProgress(_instant(record.locked_until) - now)
-        if _instant(record.expires_at) <= now:
+            return InProgress(_instant(held_until, zone) - now)
+        if _instant(record.expires_at, zone) <= now:
             return None
         if record.fingerprint != fingerprint:
             return Mismatch(record.method, record.path)
@@ -437,15 +451,16 @@ class RecordStore:
         expiry: timedelta,
     ) -> Decision:
         in_progress = record.state == State.IN_PROGRESS
-        instant = _instant(now)
-        held_until = None if record.locked_until is None else _instant(record.locked_until)
+        zone = self._wall_zone()
+        instant = _instant(now, zone)
+        held_until = None if record.locked_until is None else _instant(record.locked_until, zone)
         if in_progress and held_until is not None and held_until > instant:
             # A live holder keeps its key whatever the expiry says (a record written before
             # leases extended the expiry may have a shorter one).
             if record.fingerprint != fingerprint:
                 return Mismatch(record.method, record.path)
             return InProgress(held_until - instant)
-        if _instant(record.expires_at) <= instant:
+        if _instant(record.expires_at, zone) <= instant:
             # An expired key is a new key: the row is reused for the new operation. A holder
             # whose lease ran out may still be running: the new token fences it out.
             record.fingerprint, record.method, record.path = fingerprint, method, path
@@ -471,12 +486,13 @@ class RecordStore:
         *,
         taken_over: bool,
     ) -> Reserved:
+        zone = self._wall_zone()
         record.lease_token = token
-        record.locked_until = _later(now, lease)
+        record.locked_until = _later(now, lease, zone)
         # Every lease extends the expiry over itself: an in-progress record never expires (is
         # never reused or purged) under a live holder.
-        kept = _later(now, max(lease, expiry))
-        if _instant(record.expires_at) < _instant(kept):
+        kept = _later(now, max(lease, expiry), zone)
+        if _instant(record.expires_at, zone) < _instant(kept, zone):
             record.expires_at = kept
         record.save(using=self.using)
         return Reserved(record.pk, token, expiry, record.scope, record.key, taken_over=taken_over)
@@ -603,30 +619,35 @@ def _back_off(attempt: int) -> None:
     time.sleep(random.uniform(0, 0.002 * attempt))  # the two contenders part ways
 
 
-def _final_or_held(record: IdempotencyRecord, now: datetime) -> bool:
+def _final_or_held(record: IdempotencyRecord, now: datetime, zone: tzinfo | None) -> bool:
     """A completed outcome not yet expired, or a key its holder's live lease keeps: deciding on
     either changes nothing, so it needs no lock. Anything else may be reused or taken over."""
     if record.state == State.COMPLETED:
-        return _instant(record.expires_at) > _instant(now)
-    return record.locked_until is not None and _instant(record.locked_until) > _instant(now)
+        return _instant(record.expires_at, zone) > _instant(now, zone)
+    held_until = record.locked_until
+    return held_until is not None and _instant(held_until, zone) > _instant(now, zone)
 
 
-def _instant(value: datetime) -> datetime:
-    """``value`` as an instant (UTC), so that times compare and subtract as instants: Python
-    compares two datetimes of one tzinfo, and naive ones, by their wall times, ``fold``
-    ignored, and across a repeated hour a live lease would read as run out. A naive value
-    (``USE_TZ`` off) is a wall time in the default time zone, as Django writes and reads it."""
+def _instant(value: datetime, zone: tzinfo | None) -> datetime:
+    """``value`` as an instant (UTC), a naive one read as a wall time of ``zone``, so that times
+    compare and subtract as instants: Python compares two datetimes of one tzinfo, and naive
+    ones, by their wall times, ``fold`` ignored, and across a repeated hour a live lease would
+    read as run out. ``zone`` None: ``value`` as it is (see ``RecordStore._wall_zone``)."""
+    if zone is None:
+        return value
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.get_default_timezone()).astimezone(UTC)
+        value = value.replace(tzinfo=zone)
     return value.astimezone(UTC)
 
 
-def _later(now: datetime, duration: timedelta) -> datetime:
+def _later(now: datetime, duration: timedelta, zone: tzinfo | None) -> datetime:
     """``duration`` after ``now``, as an instant, in ``now``'s own form (naive: a wall time of
-    the default time zone, ``fold`` marking the second of a repeated hour)."""
-    later = _instant(now) + duration
+    ``zone``, ``fold`` marking the second of a repeated hour)."""
+    if zone is None:
+        return now + duration
+    later = _instant(now, zone) + duration
     if now.tzinfo is None:
-        return later.astimezone(timezone.get_default_timezone()).replace(tzinfo=None)
+        return later.astimezone(zone).replace(tzinfo=None)
     return later.astimezone(now.tzinfo)
 
 

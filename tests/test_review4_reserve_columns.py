@@ -349,7 +349,7 @@ def held_across_the_fold():
         record, seen, None, "f", "POST", "/p", timedelta(minutes=30), timedelta(minutes=30)
     )
     assert decision == InProgress(timedelta(minutes=25)), (record.locked_until, seen, decision)
-    assert _final_or_held(record, seen)
+    assert _final_or_held(record, seen, store._wall_zone())
 
 
 @pytest.mark.postgres
