@@ -4,7 +4,7 @@ columns: the id, and for a taken key its row as one JSON array.
 v1 (migration 0004) returns a set of twelve columns. A set-returning function runs through a
 tuplestore, and the call's longer select list is planned on every call: measured against the
 hand-written floor's plain ``INSERT`` (``tools/statement_forms.py``), v1 cost a new key's
-database about 0.04 ms more, v2 about the same as the floor, and v2's replay the least of all.
+database about 0.03 ms more, v2 about the same as the floor, and v2's replay the least of all.
 Two columns also cost the app's driver less per call than twelve (one loader per column type).
 
 v1 stays: processes of the previous release, running beside this one during a deploy, still
