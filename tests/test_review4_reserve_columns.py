@@ -25,13 +25,13 @@ EXPIRY = timedelta(hours=1)
 NAMES = [field.attname for field in IdempotencyRecord._meta.concrete_fields]
 
 
-def reserve(store, key="k", fingerprint="f", lease=LEASE, expiry=EXPIRY):
+def reserve(store, key="k", fingerprint="f", lease=LEASE, expiry=EXPIRY, path="/p"):
     return store.reserve(
         scope="s",
         key=key,
         fingerprint=fingerprint,
         method="POST",
-        path="/p",
+        path=path,
         lease=lease,
         expiry=expiry,
     )
@@ -272,38 +272,14 @@ def test_other_server_encodings(made_databases, database, use_tz, header):
             assert reserve_function.available(connections[alias])
             IdempotencyRecord.objects.using(alias).all().delete()
             path = "/caf\u00e9/\u00ff"
-            first = store.reserve(
-                scope="s",
-                key="enc",
-                fingerprint="f",
-                method="POST",
-                path=path,
-                lease=LEASE,
-                expiry=EXPIRY,
-            )
+            first = reserve(store, key="enc", path=path)
             assert isinstance(first, Reserved)
-            held = store.reserve(
-                scope="s",
-                key="enc",
-                fingerprint="f",
-                method="POST",
-                path=path,
-                lease=LEASE,
-                expiry=EXPIRY,
-            )
+            held = reserve(store, key="enc", path=path)
             assert isinstance(held, InProgress)
             headers = [("Content-Type", "text/plain; charset=latin-1"), ("X-A", header)]
             body = bytes(range(256)) * 3
             store.complete(first, StoredResponse(201, headers, body))
-            again = store.reserve(
-                scope="s",
-                key="enc",
-                fingerprint="f",
-                method="POST",
-                path=path,
-                lease=LEASE,
-                expiry=EXPIRY,
-            )
+            again = reserve(store, key="enc", path=path)
             assert again == Replay(StoredResponse(201, headers, body))
             record = IdempotencyRecord.objects.using(alias).get(key="enc")
             assert record.path == path
@@ -556,36 +532,12 @@ def test_server_side_binding(made_databases, zones):
             store = RecordStore(using=alias)
             key = f"ssb{settings.USE_TZ}"
             IdempotencyRecord.objects.using(alias).filter(key=key).delete()
-            held = store.reserve(
-                scope="s",
-                key=key,
-                fingerprint="f",
-                method="POST",
-                path="/p",
-                lease=LEASE,
-                expiry=EXPIRY,
-            )
+            held = reserve(store, key=key)
             assert isinstance(held, Reserved)
-            busy = store.reserve(
-                scope="s",
-                key=key,
-                fingerprint="f",
-                method="POST",
-                path="/p",
-                lease=LEASE,
-                expiry=EXPIRY,
-            )
+            busy = reserve(store, key=key)
             assert isinstance(busy, InProgress)
             store.complete(held, StoredResponse(201, HEADERS, bytes(range(256))))
-            again = store.reserve(
-                scope="s",
-                key=key,
-                fingerprint="f",
-                method="POST",
-                path="/p",
-                lease=LEASE,
-                expiry=EXPIRY,
-            )
+            again = reserve(store, key=key)
             assert again == Replay(StoredResponse(201, HEADERS, bytes(range(256))))
     finally:
         IdempotencyRecord.objects.using(alias).filter(key__startswith="ssb").delete()
