@@ -133,5 +133,7 @@ def _header_pairs(response: HttpResponseBase) -> Iterable[tuple[str, str]]:
     lookup at a time through Mapping's generic views; a response or header class of its own
     may yield others, and is asked."""
     if type(response).items is HttpResponseBase.items and type(response.headers) is ResponseHeaders:
-        return response.headers._store.values()
+        store = getattr(response.headers, "_store", None)  # private: asked, not assumed
+        if type(store) is dict:
+            return store.values()
     return response.items()
