@@ -172,8 +172,7 @@ class RecordStore:
         default zone), as the app's clock does; the database clocks of MySQL and SQLite read and
         write UTC wall times whatever the settings say (``DATABASES[...]["TIME_ZONE"]`` only
         relabels them), which compare right as they are."""
-        on_database_clock = self.clock is None and record_statements(self.using).clock is not None
-        if on_database_clock and connections[self.using].vendor != "postgresql":
+        if self._on_database_clock() and connections[self.using].vendor != "postgresql":
             return None
         return timezone.get_default_timezone()
 
